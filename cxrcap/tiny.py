@@ -1,0 +1,176 @@
+"""Tiny random-weight variants: the whole product with no download.
+
+Each tiny variant mirrors its real model's structure (GIT: a CLIP vision tower at 224 px
+feeding a BERT-style causal decoder; BLIP: a ViT at 384 px with a cross-attending BERT
+decoder), the real processors' image sizes and normalisation, and a real WordPiece
+vocabulary trained on ROCO captions (`assets/tiny-vocab.txt`). They are written in the
+hub folder layout and loaded through exactly the same code as real weights. Their
+captions are noise and are always labelled as coming from untrained weights.
+
+With `base_size=True` the same builders make random variants at the real models' size
+(`GitConfig()` / `BlipConfig()` defaults: the compute and memory of git-base and
+blip-image-captioning-base) with the vocabulary padded to BERT's 30,522 entries, so the
+language-model head costs what the real one does. The speed benchmarks use them.
+
+Regenerate the vocabulary with `python -m cxrcap.tiny --roco ../shared/data/roco`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from transformers import (
+    BertTokenizer,
+    BlipConfig,
+    BlipForConditionalGeneration,
+    BlipImageProcessor,
+    BlipProcessor,
+    CLIPImageProcessor,
+    GitConfig,
+    GitForCausalLM,
+    GitProcessor,
+)
+
+from .variants import VARIANTS
+
+VOCAB_FILE = Path(__file__).resolve().parent.parent / "assets" / "tiny-vocab.txt"
+VOCAB_SIZE = 2000
+FORMAT_VERSION = "1"  # bump when the configs below change, so caches rebuild
+
+# Small but structurally faithful: 2 layers, width 32, the real patch size and image sizes.
+TINY_LAYERS = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
+BASE_LAYERS: dict = {}  # the configs' defaults are the real base models' sizes
+BASE_VOCAB_SIZE = 30522  # bert-base-uncased, which both real tokenizers are
+SEEDS = {"git-base": 1, "git-base-ft": 2, "blip-base": 3, "blip-base-ft": 4}
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("CXRCAP_CACHE", Path.home() / ".cache" / "cxrcap")).expanduser()
+
+
+def train_vocab(roco_dir: Path, out: Path = VOCAB_FILE, vocab_size: int = VOCAB_SIZE) -> Path:
+    """Train a lowercase WordPiece vocabulary on ROCO's validation and test captions."""
+    from tokenizers import BertWordPieceTokenizer
+
+    captions = []
+    for split in ("validation", "test"):
+        for line in (roco_dir / split / "radiology" / "captions.txt").read_text(encoding="utf-8").splitlines():
+            _, _, caption = line.partition("\t")
+            captions.append(caption.strip())
+    tokenizer = BertWordPieceTokenizer(lowercase=True)
+    tokenizer.train_from_iterator(captions, vocab_size=vocab_size, min_frequency=2, show_progress=False)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # The trainer breaks frequency ties arbitrarily (the token set is stable, the order is
+    # not): keep the special tokens first and sort the rest, so the file is reproducible.
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    tokens = specials + sorted(set(tokenizer.get_vocab()) - set(specials))
+    out.write_text("".join(token + "\n" for token in tokens), encoding="utf-8")
+    return out
+
+
+def _git_processor(vocab_file: Path) -> GitProcessor:
+    # CLIPImageProcessor's defaults are git-base's: shortest edge 224, centre crop 224, CLIP mean/std.
+    return GitProcessor(CLIPImageProcessor(), BertTokenizer(vocab=str(vocab_file)))
+
+
+def _blip_processor(vocab_file: Path) -> BlipProcessor:
+    # BlipImageProcessor's defaults are blip-image-captioning-base's: 384 px, CLIP mean/std.
+    tokenizer = BertTokenizer(vocab=str(vocab_file), bos_token="[DEC]", additional_special_tokens=["[ENC]"])
+    return BlipProcessor(BlipImageProcessor(), tokenizer)
+
+
+def _git_model(tokenizer: BertTokenizer, layers: dict) -> GitForCausalLM:
+    config = GitConfig(
+        vision_config=dict(layers, image_size=224, patch_size=16),
+        vocab_size=len(tokenizer),
+        max_position_embeddings=512,
+        bos_token_id=tokenizer.cls_token_id,
+        eos_token_id=tokenizer.sep_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        **layers,
+    )
+    return GitForCausalLM(config)
+
+
+def _blip_model(tokenizer: BertTokenizer, layers: dict) -> BlipForConditionalGeneration:
+    # BlipConfig sets the decoder's encoder_hidden_size to the vision width itself.
+    config = BlipConfig(
+        vision_config=dict(layers, image_size=384, patch_size=16),
+        text_config=dict(
+            layers,
+            vocab_size=len(tokenizer),
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.sep_token_id,
+            sep_token_id=tokenizer.sep_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+        ),
+    )
+    return BlipForConditionalGeneration(config)
+
+
+BUILDERS = {"git": (_git_processor, _git_model), "blip": (_blip_processor, _blip_model)}
+
+
+def _write_base_vocab(path: Path) -> Path:
+    """The tiny vocabulary padded with BERT-style `[unusedN]` entries to BERT's size."""
+    tokens = VOCAB_FILE.read_text(encoding="utf-8").splitlines()
+    tokens += [f"[unused{i}]" for i in range(BASE_VOCAB_SIZE - len(tokens))]
+    path.write_text("".join(token + "\n" for token in tokens), encoding="utf-8")
+    return path
+
+
+def save_tiny_variant(variant_id: str, folder: Path, *, base_size: bool = False) -> Path:
+    """Write one random variant (model + processor, hub layout) into `folder`: tiny, or at base size."""
+    make_processor, make_model = BUILDERS[VARIANTS[variant_id].family]
+    with tempfile.TemporaryDirectory() as scratch:
+        vocab = _write_base_vocab(Path(scratch, "vocab.txt")) if base_size else VOCAB_FILE
+        processor = make_processor(vocab)  # keeps the vocabulary in memory; saved into `folder` below
+    torch.manual_seed(SEEDS[variant_id])
+    model = make_model(processor.tokenizer, BASE_LAYERS if base_size else TINY_LAYERS)
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return folder
+
+
+def _cache_key() -> str:
+    digest = hashlib.sha256(VOCAB_FILE.read_bytes() + FORMAT_VERSION.encode()).hexdigest()
+    return digest[:12]
+
+
+def tiny_sources(*, base_size: bool = False) -> dict[str, str]:
+    """Folders of the four random variants, built once into the cache (atomically).
+
+    base_size=True builds them at the real models' size (~3.2 GB on disk, a minute to write).
+    """
+    root = cache_root() / f"{'base' if base_size else 'tiny'}-{_cache_key()}"
+    sources = {}
+    for variant_id in VARIANTS:
+        folder = root / variant_id
+        if not (folder / "config.json").exists():
+            root.mkdir(parents=True, exist_ok=True)
+            staging = Path(tempfile.mkdtemp(prefix=f".{variant_id}-", dir=root))
+            save_tiny_variant(variant_id, staging, base_size=base_size)
+            try:
+                staging.rename(folder)
+            except OSError:  # another process finished first
+                shutil.rmtree(staging, ignore_errors=True)
+        sources[variant_id] = str(folder)
+    return sources
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Regenerate the tiny variants' WordPiece vocabulary.")
+    parser.add_argument("--roco", type=Path, required=True, help="ROCO data folder with validation/ and test/")
+    args = parser.parse_args()
+    path = train_vocab(args.roco)
+    print(f"wrote {path} ({len(path.read_text().splitlines())} tokens)")
+
+
+if __name__ == "__main__":
+    main()

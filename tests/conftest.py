@@ -1,0 +1,47 @@
+"""Shared fixtures: the real data beside the repository, and tiny variants."""
+
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+ROCO = SHARED_DATA / "roco"
+CXR_EXAMPLES = SHARED_DATA / "cxr-examples"
+
+
+@pytest.fixture(scope="session")
+def roco_dir() -> Path:
+    if not ROCO.is_dir():
+        pytest.fail(f"real ROCO captions expected at {ROCO} (see ../shared/data/README.md)")
+    return ROCO
+
+
+@pytest.fixture(scope="session")
+def cxr_examples_dir() -> Path:
+    if not CXR_EXAMPLES.is_dir():
+        pytest.fail(f"real chest X-rays expected at {CXR_EXAMPLES} (see ../shared/data/README.md)")
+    return CXR_EXAMPLES
+
+
+@pytest.fixture(scope="session")
+def cxr_image(cxr_examples_dir) -> Path:
+    """One real chest X-ray (JPEG, 1024 px) from the shared examples."""
+    return cxr_examples_dir / "images" / "covid_b343e657.jpg"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_cache(tmp_path_factory):
+    """Tiny variants and the WordNet copy are built into a per-run cache, never the user's."""
+    import os
+
+    os.environ["CXRCAP_CACHE"] = str(tmp_path_factory.mktemp("cxrcap-cache"))
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+
+@pytest.fixture(scope="session")
+def tiny_sources(isolated_cache) -> dict[str, str]:
+    from cxrcap.tiny import tiny_sources as build
+
+    return build()
