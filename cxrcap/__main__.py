@@ -1,0 +1,103 @@
+"""Command line: `python -m cxrcap caption|data|report ...`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from . import data, report
+from .captioner import UNTRAINED_NOTE, DecodeSettings, build_captioners, quiet_library_logs, stream_captions
+from .images import ImageError, load_image
+from .variants import VARIANT_IDS, parse_variant_ids
+
+
+def add_decode_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options shared by every command that generates captions."""
+    parser.add_argument(
+        "--variants", default=None, help=f"comma-separated variant ids (default: all of {', '.join(VARIANT_IDS)})"
+    )
+    parser.add_argument("--beams", type=int, default=1, help="beam search width; 1 = greedy (default)")
+    parser.add_argument("--max-new-tokens", type=int, default=30, help="longest caption in tokens (default 30)")
+    parser.add_argument(
+        "--tiny-random", action="store_true", help="use tiny untrained models built locally (no download)"
+    )
+
+
+def caption_images(args: argparse.Namespace) -> int:
+    """Caption each image with each variant; one result row per (image, variant)."""
+    settings = DecodeSettings(num_beams=args.beams, max_new_tokens=args.max_new_tokens)
+    captioners = build_captioners(parse_variant_ids(args.variants), tiny_random=args.tiny_random)
+    results = []
+    for path in args.images:
+        try:
+            image = load_image(path)
+        except ImageError as error:
+            results += [_row(path, vid, None, None, str(error), c.untrained) for vid, c in captioners.items()]
+            continue
+        for result in stream_captions(captioners, image, settings):
+            results.append(_row(path, result.variant_id, result.caption, result.seconds, result.error, result.untrained))
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        print_results(results, captioners)
+    return 1 if any(row["error"] for row in results) else 0
+
+
+def _row(image, variant_id, caption, seconds, error, untrained) -> dict:
+    return {"image": str(image), "variant": variant_id, "caption": caption, "seconds": seconds,
+            "error": error, "untrained": untrained}
+
+
+def print_results(results: list[dict], captioners: dict) -> None:
+    current = None
+    for row in results:
+        if row["image"] != current:
+            current = row["image"]
+            print(f"\n{current}")
+        label = captioners[row["variant"]].variant.label
+        if row["error"]:
+            print(f"  {label:16} ERROR: {row['error']}")
+        else:
+            note = f"  [{UNTRAINED_NOTE}]" if row["untrained"] else ""
+            print(f"  {label:16} {row['caption']}  ({row['seconds']:.2f} s){note}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m cxrcap",
+        description="Chest X-ray captioning with four models side by side. Captions are research suggestions, "
+        "never clinical decisions.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    caption = commands.add_parser("caption", help="caption X-ray images with each variant")
+    caption.add_argument("images", nargs="+", type=Path, help="image files (PNG, JPEG, DICOM, ...)")
+    add_decode_arguments(caption)
+    caption.add_argument("--json", action="store_true", help="print a JSON list of {image, variant, caption, ...}")
+    caption.set_defaults(run=caption_images)
+
+    data_command = commands.add_parser("data", help="read ROCO, filter chest X-rays, report counts")
+    data.add_arguments(data_command)
+    data_command.set_defaults(run=data.run)
+
+    report_command = commands.add_parser("report", help="evaluate the variants on a split: table and figures")
+    report.add_arguments(report_command)
+    add_decode_arguments(report_command)
+    report_command.set_defaults(run=report.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    quiet_library_logs()
+    try:
+        return args.run(args)
+    except (ValueError, OSError) as error:  # bad arguments or files: a message, not a traceback
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,64 @@
+"""`python -m cxrcap caption` as a user runs it: a real process on real X-rays."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_cli(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(REPO), HF_HUB_OFFLINE="1")
+    return subprocess.run(
+        [sys.executable, "-m", "cxrcap", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+    )
+
+
+def test_tiny_random_json_gives_four_captions_per_image(cxr_examples_dir):
+    images = [str(p) for p in sorted((cxr_examples_dir / "images").glob("*.png"))[:1]] + [
+        str(cxr_examples_dir / "images" / "covid_b343e657.jpg")
+    ]
+    done = run_cli("caption", *images, "--tiny-random", "--json", "--max-new-tokens", "8")
+    assert done.returncode == 0, done.stderr
+    rows = json.loads(done.stdout)
+    assert [(r["image"], r["variant"]) for r in rows] == [
+        (image, variant) for image in images for variant in ("git-base", "git-base-ft", "blip-base", "blip-base-ft")
+    ]
+    for row in rows:
+        assert row["caption"].strip() and row["seconds"] > 0 and row["error"] is None and row["untrained"] is True
+
+
+def test_text_output_labels_untrained_captions(cxr_image):
+    done = run_cli("caption", str(cxr_image), "--tiny-random", "--variants", "blip-base", "--beams", "2")
+    assert done.returncode == 0, done.stderr
+    assert "BLIP base" in done.stdout and "untrained tiny random weights" in done.stdout
+
+
+def test_without_weights_four_clear_errors_and_a_nonzero_exit(cxr_image, tmp_path):
+    done = run_cli("caption", str(cxr_image), "--json", cwd=tmp_path)
+    assert done.returncode == 1
+    rows = json.loads(done.stdout)
+    assert len(rows) == 4 and all(r["caption"] is None for r in rows)
+    assert "hub cannot be reached" in rows[0]["error"]
+    assert "python -m finetune --family blip" in rows[3]["error"]
+    assert "Traceback" not in done.stderr
+
+
+def test_bad_image_is_a_clear_error_not_a_traceback(tmp_path, cxr_image):
+    fake = tmp_path / "notes.png"
+    fake.write_text("this is not an image")
+    done = run_cli("caption", str(fake), str(cxr_image), "--tiny-random", "--variants", "git-base", "--json")
+    assert done.returncode == 1
+    bad, good = json.loads(done.stdout)
+    assert bad["error"] and bad["caption"] is None
+    assert good["caption"] and good["error"] is None
+    assert "Traceback" not in done.stderr
+
+
+def test_bad_arguments_are_refused_with_a_message(cxr_image):
+    done = run_cli("caption", str(cxr_image), "--variants", "gpt-4")
+    assert done.returncode == 2 and "unknown variant 'gpt-4'" in done.stderr and "Traceback" not in done.stderr
+    done = run_cli("caption", str(cxr_image), "--beams", "0")
+    assert done.returncode == 2 and "num_beams" in done.stderr
