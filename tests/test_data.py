@@ -1,0 +1,301 @@
+"""cxrcap.data on the real ROCO captions and chest X-rays in ../shared/data, plus small broken copies."""
+
+import argparse
+import csv
+import shutil
+from pathlib import Path
+
+import datasets
+import pytest
+from PIL import Image
+
+from cxrcap import data
+
+LABELS = Path(__file__).parent / "fixtures" / "chest_filter_labels.csv"
+ROCO_FILES = ("captions.txt", "keywords.txt", "cuis.txt", "licences.txt")
+
+
+def roco_columns(roco_dir: Path, split: str, name: str) -> dict[str, list[str]]:
+    """id -> tab-separated values of one raw ROCO file, read independently of the module."""
+    lines = (roco_dir / split / "radiology" / name).read_text(encoding="utf-8").splitlines()
+    return {line.split("\t")[0]: [v.strip() for v in line.split("\t")[1:] if v.strip()] for line in lines}
+
+
+@pytest.fixture(scope="session")
+def real_splits(roco_dir):
+    return {split: data.load_split(roco_dir, split) for split in ("validation", "test")}
+
+
+def cli(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser()
+    data.add_arguments(parser)
+    return data.run(parser.parse_args(argv))
+
+
+# --- the filter --------------------------------------------------------------------------------
+
+
+def test_filter_on_hand_labelled_real_captions(roco_dir):
+    with LABELS.open(newline="") as file:
+        labels = list(csv.DictReader(file))
+    assert len(labels) >= 100 and {row["split"] for row in labels} == {"validation", "test"}
+    positives = sum(row["chest_xray"] == "1" for row in labels)
+    assert positives >= 40 and len(labels) - positives >= 40, "both chest X-rays and hard negatives"
+    text = {split: {name: roco_columns(roco_dir, split, name) for name in ROCO_FILES[:3]}
+            for split in ("validation", "test")}
+    counts = {"tp": 0, "fp": 0, "fn": 0, "tn": 0}
+    for row in labels:
+        files = text[row["split"]]
+        caption = " ".join(files["captions.txt"][row["id"]])
+        predicted = data.is_chest_xray(caption, files["keywords.txt"][row["id"]], files["cuis.txt"][row["id"]])
+        truth = row["chest_xray"] == "1"
+        counts[("t" if predicted == truth else "f") + ("p" if predicted else "n")] += 1
+    precision = counts["tp"] / (counts["tp"] + counts["fp"])
+    recall = counts["tp"] / (counts["tp"] + counts["fn"])
+    print(f"chest X-ray filter on {len(labels)} hand-labelled captions: {counts}, "
+          f"precision {precision:.3f}, recall {recall:.3f}")
+    assert precision >= 0.95
+    assert recall >= 0.88
+
+
+@pytest.mark.parametrize("caption, expected", [
+    ("CXR on admission.", True),
+    ("Chest radiograph showing bilateral effusions.", True),
+    ("X-ray of the chest showing a hiatal hernia.", True),
+    ("Chest-X-ray 8 weeks after treatment.", True),
+    ("PA erect chest (PA) X-ray.", True),
+    ("Radiographie du thorax de face.", True),
+    ("Postoperative X-ray showing right lung expansion.", True),
+    ("Chest CT shows a mass in the right upper lobe.", False),
+    ("Chest X-ray and CT of the thorax show nodules.", False),
+    ("Chest radiograph (a) and axial MRI (b).", False),
+    ("Transthoracic echocardiography of the chest.", False),
+    ("Lateral radiograph of the thoracic spine.", False),
+    ("Anteroposterior cervico-thoracic radiograph.", False),
+    ("Chest radiograph of a dog with pneumonia.", False),
+    ("Chest X-ray after pericardiocentesis with a pig-tail catheter.", True),
+    ("Abdominal X-ray showing dilated bowel.", False),
+    ("Chest computed radiography showing swallowed magnetic beads.", True),
+    ("Chest X-ray after a barium swallow.", False),
+])
+def test_filter_borderline_captions(caption, expected):
+    assert data.is_chest_xray(caption) is expected
+
+
+def test_filter_uses_keywords_and_cuis():
+    assert data.is_chest_xray("Plain film on admission.", cuis=["C0039985"])  # CUI: plain chest X-ray
+    assert not data.is_chest_xray("Chest X-ray on admission.", cuis=["C0040405"])  # CUI: CT
+    assert not data.is_chest_xray("Chest X-ray on admission.", keywords=["tomography"])
+    assert "C0039985" in data.CHEST_XRAY_RULE and "CT" in data.CHEST_XRAY_RULE
+
+
+# --- ROCO --------------------------------------------------------------------------------------
+
+
+def test_real_roco_counts(real_splits):
+    for name, rows_read, kept in (("validation", 8180, 422), ("test", 8179, 433)):
+        split = real_splits[name]
+        assert (split.name, split.rows_read, split.kept) == (name, rows_read, kept)
+        # the shared folder has captions but no images: every kept row is listed, none dropped
+        assert len(split.dataset) == 0 and len(split.missing_images) == kept == len(split.missing_rows)
+        assert sum(split.licences.values()) == kept and split.licences["CC BY"] > 0
+        assert split.dataset.features == data.FEATURES
+    assert data.check_split_overlap(list(real_splits.values())) == []
+
+
+def copy_roco_split(roco_dir: Path, root: Path, split: str) -> Path:
+    """A ROCO repository layout (root/data/<split>/radiology) holding the real files of one split."""
+    folder = root / "data" / split / "radiology"
+    folder.mkdir(parents=True)
+    for name in ROCO_FILES:
+        shutil.copy(roco_dir / split / "radiology" / name, folder / name)
+    return folder
+
+
+def test_roco_images_by_id_or_pmc_file_name(roco_dir, real_splits, cxr_image, tmp_path):
+    folder = copy_roco_split(roco_dir, tmp_path, "validation")
+    (folder / "images").mkdir()
+    by_id, by_pmc_name = real_splits["validation"].missing_images[:2]
+    pmc_name = next(line.split(",")[1] for line in (folder / "licences.txt").read_text().splitlines()
+                    if line.startswith(by_pmc_name + ","))
+    shutil.copy(cxr_image, folder / "images" / f"{by_id}.jpg")
+    shutil.copy(cxr_image, folder / "images" / pmc_name)
+    for source in (tmp_path, tmp_path / "data"):  # repository root or its data folder
+        split = data.load_split(source, "validation")
+        assert sorted(split.dataset["id"]) == sorted([by_id, by_pmc_name])
+        assert split.kept == 422 and len(split.missing_images) == 420
+        assert by_id not in split.missing_images
+    row = split.dataset[0]
+    assert isinstance(row["image"], Image.Image) and row["image"].size == (1024, 1024)
+    assert row["caption"] == row["caption"].strip() and "PubMed Central PMC" in row["credit"]
+    assert set(split.dataset.column_names) == set(data.COLUMNS)
+
+
+def write_roco_split(folder: Path, captions: bytes) -> None:
+    """A small ROCO split: the given captions file and matching keyword/CUI/licence files."""
+    folder.mkdir(parents=True)
+    (folder / "captions.txt").write_bytes(captions)
+    (folder / "keywords.txt").write_text("ROCO_00001\t\tchest\tradiograph\n")
+    (folder / "cuis.txt").write_text("ROCO_00001\t\tC0817096\n")
+    (folder / "licences.txt").write_text("ROCO_ID,PMC_ID,CC\nROCO_00001,PMC1_fig1.jpg,CC BY\n")
+
+
+@pytest.mark.parametrize("captions, problem", [
+    (b"ROCO_00001\t Chest X-ray.\nROCO_00002 no tab here\n", "line 2: expected '<ROCO id><TAB>"),
+    (b"ROCO_00001\t Chest X-ray.\nROCO-2\t Chest X-ray.\n", "line 2: expected a ROCO id"),
+    (b"ROCO_00001\t Chest X-ray.\nROCO_00002\t Chest \xff X-ray.\n", "line 2: not UTF-8"),
+    (b"ROCO_00001\t Chest X-ray.\nROCO_00001\t Chest X-ray.\n", "line 2: ROCO_00001 appears a second time"),
+    (b"ROCO_00001\t \n", "ROCO_00001 has an empty caption"),
+])
+def test_roco_bad_lines_name_file_and_line(tmp_path, captions, problem):
+    write_roco_split(tmp_path / "test" / "radiology", captions)
+    with pytest.raises(data.DataError, match="captions.txt") as error:
+        data.load_split(tmp_path, "test")
+    assert problem in str(error.value)
+
+
+def test_roco_bad_files_and_splits(tmp_path):
+    folder = tmp_path / "test" / "radiology"
+    write_roco_split(folder, b"ROCO_00001\t Chest X-ray.\n")
+    assert data.load_split(tmp_path, "test").kept == 1
+    with pytest.raises(data.DataError, match="unknown split 'valid'"):
+        data.load_split(tmp_path, "valid")
+    with pytest.raises(data.DataError, match="split 'train' is absent.*present: test"):
+        data.load_split(tmp_path, "train")
+    (folder / "licences.txt").write_text("id,file,licence\n")
+    with pytest.raises(data.DataError, match=r"licences.txt, line 1: expected the header"):
+        data.load_split(tmp_path, "test")
+    (folder / "licences.txt").unlink()
+    with pytest.raises(data.DataError, match=r"licences.txt: file not found"):
+        data.load_split(tmp_path, "test")
+
+
+def test_sources_that_are_nothing_known(tmp_path):
+    (tmp_path / "notes.txt").write_text("not a dataset\n")
+    with pytest.raises(data.DataError, match="not ROCO.*not an image folder"):
+        data.load_split(tmp_path, "test")
+    with pytest.raises(data.DataError, match="no such file or folder"):
+        data.load_split(tmp_path / "missing", "test")
+
+
+# --- image folders -----------------------------------------------------------------------------
+
+
+def test_cxr_examples_folder(cxr_examples_dir):
+    split = data.load_split(cxr_examples_dir, "test")  # examples.csv, image column 'file'
+    assert (split.rows_read, split.kept, len(split.dataset), split.missing_images) == (98, 98, 98, [])
+    row = split.dataset[0]
+    assert row["image"].size[0] > 0 and row["license"] in row["credit"]
+    assert "covid-chestxray-dataset" in row["credit"]
+    # one split served under any name; the chest filter only on request
+    assert data.load_split(cxr_examples_dir, "validation").dataset["id"] == split.dataset["id"]
+    filtered = data.load_split(cxr_examples_dir, "test", chest_only=True)
+    assert 90 <= filtered.kept < 98
+    named = data.load_split(cxr_examples_dir, "test", image_column="file", caption_column="caption")
+    assert len(named.dataset) == 98
+    with pytest.raises(data.DataError, match="examples.csv, line 1: no column 'findings'"):
+        data.load_split(cxr_examples_dir, "test", caption_column="findings")
+
+
+def make_image_folder(root: Path, rows: list[str]) -> None:
+    """metadata.csv with a split column; a.png and b.png hold identical bytes, c.png differs."""
+    root.mkdir(exist_ok=True)
+    Image.new("L", (16, 16), 10).save(root / "a.png")
+    shutil.copy(root / "a.png", root / "b.png")
+    Image.new("L", (16, 16), 200).save(root / "c.png")
+    (root / "metadata.csv").write_text("\n".join(["file_name,caption,split,id", *rows]) + "\n")
+
+
+def test_image_folder_splits_missing_images_and_overlap(tmp_path):
+    make_image_folder(tmp_path, [
+        "a.png,Chest X-ray one,train,x1",
+        "gone.png,Chest X-ray two,train,x2",
+        "b.png,Chest X-ray three,test,x3",
+        "c.png,Chest X-ray four,test,x1",
+    ])
+    assert data.available_splits(tmp_path) == ["train", "test"]
+    train, test = (data.load_split(tmp_path, name) for name in ("train", "test"))
+    assert train.dataset["id"] == ["x1"] and train.missing_images == ["x2"] and train.kept == 2
+    assert test.dataset["split"] == ["test", "test"]
+    reports = data.check_split_overlap([train, test])
+    assert any("1 id(s) in both train and test: x1" in line for line in reports)
+    assert any("identical image in train (x1), test (x3)" in line for line in reports)
+    assert len(reports) == 2
+    with pytest.raises(data.DataError, match="no rows for split 'validation'.*train, test"):
+        data.load_split(tmp_path, "validation")
+
+
+def test_image_folder_bad_csv(tmp_path):
+    make_image_folder(tmp_path, ["a.png,Chest X-ray,train,x1", "b.png,too,many,fields,here"])
+    with pytest.raises(data.DataError, match=r"metadata.csv, line 3: 5 fields, the header has 4"):
+        data.load_split(tmp_path, "train")
+    (tmp_path / "metadata.csv").write_bytes(b"file_name,caption\na.png,Chest X-ray\nb.png,caf\xe9\n")
+    with pytest.raises(data.DataError, match=r"metadata.csv, line 3: not UTF-8"):
+        data.load_split(tmp_path, "train")
+    (tmp_path / "metadata.csv").write_text("file_name,caption\na.png,\n")
+    with pytest.raises(data.DataError, match=r"metadata.csv, line 2: empty caption"):
+        data.load_split(tmp_path, "train")
+
+
+# --- Hugging Face hub (structure only: no network here) ----------------------------------------
+
+
+def test_hub_dataset_columns_are_mapped(monkeypatch):
+    image = Image.new("L", (8, 8), 90)
+    hub = datasets.Dataset.from_dict(
+        {"image": [image, image, None, image],
+         "image_id": ["r1", "r2", "r3", "r4"],
+         "caption": [" Chest X-ray on admission.", "Chest CT of the thorax.", "CXR at day 2.", "Knee radiograph."]},
+        features=datasets.Features({"image": datasets.Image(), "image_id": datasets.Value("string"),
+                                    "caption": datasets.Value("string")}),
+    )
+    calls = []
+    monkeypatch.setattr(datasets, "load_dataset", lambda name, split: calls.append((name, split)) or hub)
+    monkeypatch.setattr(datasets, "get_dataset_split_names", lambda name: ["train", "validation"])
+    assert data.available_splits("someone/roco-radiology") == ["train", "validation"]
+    split = data.load_split("someone/roco-radiology", "validation")
+    assert calls == [("someone/roco-radiology", "validation")]
+    assert (split.rows_read, split.kept, split.missing_images) == (4, 2, ["r3"])
+    assert split.dataset["id"] == ["r1"] and split.dataset["caption"] == ["Chest X-ray on admission."]
+    assert split.dataset.features == data.FEATURES and split.dataset[0]["image"].size == (8, 8)
+    assert "someone/roco-radiology" in split.dataset[0]["credit"]
+
+
+def test_hub_failure_is_a_data_error(monkeypatch):
+    def offline(name, split):
+        raise ConnectionError("no network")
+    monkeypatch.setattr(datasets, "load_dataset", offline)
+    with pytest.raises(data.DataError, match="someone/roco.*no network"):
+        data.load_split("someone/roco", "test")
+
+
+# --- CLI ---------------------------------------------------------------------------------------
+
+
+def test_cli_on_real_roco_writes_kept_rows(roco_dir, tmp_path, capsys):
+    out = tmp_path / "kept.csv"
+    assert cli(["--roco", str(roco_dir), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "train: absent" in printed
+    assert "validation: 8180 rows read, 422 kept as chest X-rays; images: 0 found, 422 missing" in printed
+    assert "test: 8179 rows read, 433 kept as chest X-rays; images: 0 found, 433 missing" in printed
+    assert "scripts/fetch.py" in printed and "licences: CC BY " in printed
+    with out.open(newline="") as file:
+        rows = list(csv.DictReader(file))
+    assert len(rows) == 855 and {row["image"] for row in rows} == {""}
+    assert list(rows[0]) == ["id", "split", "caption", "license", "credit", "image"]
+    assert [path.name for path in tmp_path.iterdir()] == ["kept.csv"]  # no temporary file left
+
+
+def test_cli_absent_split_and_failed_write_leave_nothing_half_written(roco_dir, tmp_path, capsys, monkeypatch):
+    out = tmp_path / "kept.csv"
+    assert cli(["--roco", str(roco_dir), "--split", "train,validation", "--out", str(out)]) == 1
+    assert "split 'train' is absent" in capsys.readouterr().err and not out.exists()
+    out.write_text("previous\n")
+
+    def fail(*args):
+        raise OSError("disk full")
+    monkeypatch.setattr(data.os, "replace", fail)
+    assert cli(["--roco", str(roco_dir), "--split", "test", "--out", str(out)]) == 1
+    assert "disk full" in capsys.readouterr().err
+    assert out.read_text() == "previous\n" and [path.name for path in tmp_path.iterdir()] == ["kept.csv"]
