@@ -1,0 +1,183 @@
+"""cxrcap's Gradio app: four captions of one chest X-ray, side by side. Layout and wiring only.
+
+    python app.py [--tiny-random] [--port N]
+
+What the handlers do lives in `cxrcap.service` (tested without a browser).
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import inspect
+import os
+from dataclasses import asdict
+from pathlib import Path
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio is imported
+
+import gradio as gr
+
+from cxrcap.about import NOTICE, about_markdown
+from cxrcap.captioner import quiet_library_logs
+from cxrcap.cards import CSS, render_cards
+from cxrcap.comparison import Comparison
+from cxrcap.examples import Example, examples_folder, load_examples
+from cxrcap.images import ImageError, load_image
+from cxrcap.service import CaptionService, UserError
+from cxrcap.variants import VARIANT_IDS, parse_variant_ids
+from finetune.recipe import Recipe
+
+MAX_UPLOAD = "25mb"  # cxrcap.images refuses larger files too; this stops them at the door
+QUEUE_SIZE = 16  # waiting requests beyond this are turned away instead of piling up
+RESULTS_FILES = ("results.md", "results.csv", "results.json", "predictions.csv", "metrics.png", "metrics.svg",
+                 "qualitative.png", "qualitative.svg")
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=None, help="port (default: $GRADIO_SERVER_PORT or 7860)")
+    parser.add_argument("--host", default=None, help="address (default: $GRADIO_SERVER_NAME or 127.0.0.1)")
+    parser.add_argument("--tiny-random", action="store_true", help="tiny untrained models built locally (no download)")
+    parser.add_argument("--variants", default=None, help=f"comma-separated subset of {', '.join(VARIANT_IDS)}")
+    parser.add_argument("--results", type=Path, default=Path(os.environ.get("CXRCAP_RESULTS", "results")),
+                        help="folder written by `python -m cxrcap report` (default results/)")
+    return parser.parse_args()
+
+
+def shows_user_errors(handler):
+    """Errors the user can fix become a Gradio message (no traceback); the app stays up."""
+    if inspect.isgeneratorfunction(handler):
+        @functools.wraps(handler)
+        def stream(*args, **kwargs):
+            try:
+                yield from handler(*args, **kwargs)
+            except (UserError, ImageError) as error:
+                raise gr.Error(str(error), print_exception=False) from None
+        return stream
+
+    @functools.wraps(handler)
+    def call(*args, **kwargs):
+        try:
+            return handler(*args, **kwargs)
+        except (UserError, ImageError) as error:
+            raise gr.Error(str(error), print_exception=False) from None
+    return call
+
+
+def results_tab(results_dir: Path) -> None:
+    table = results_dir / "results.md"
+    if not table.exists():
+        gr.Markdown(
+            f"No results in `{results_dir}/` yet. Make them with\n\n"
+            "```\npython -m cxrcap report --data PATH_TO_ROCO --split test --out results/\n```\n\n"
+            "(or `--data ../shared/data/cxr-examples --tiny-random` to try it), then restart the app."
+        )
+        return
+    gr.Markdown(table.read_text(encoding="utf-8"))
+    for name, label in (("metrics.png", "Metrics with 95% bootstrap intervals"), ("qualitative.png", "Examples")):
+        if (results_dir / name).exists():
+            gr.Image(str(results_dir / name), label=label, interactive=False, buttons=["download", "fullscreen"])
+    files = [str(results_dir / name) for name in RESULTS_FILES if (results_dir / name).exists()]
+    gr.File(files, label="Download (tables, figures, predictions)", file_count="multiple", interactive=False)
+
+
+def build_demo(service: CaptionService, examples: list[Example], results_dir: Path) -> gr.Blocks:
+    def show(comparison: Comparison | None) -> str:
+        return render_cards(service.variant_ids, comparison)
+
+    @shows_user_errors
+    def on_upload(path):
+        image = service.receive_upload(path)
+        return image, image
+
+    @shows_user_errors
+    def on_example(event: gr.SelectData):
+        example = examples[event.index]
+        image = load_image(example.path)
+        return image, image, example.caption, f"Example credit: {example.credit}"
+
+    @shows_user_errors
+    def on_caption(image, ground_truth, num_beams, max_new_tokens):
+        for comparison, notice in service.compare(image, ground_truth, num_beams, max_new_tokens):
+            if notice:
+                gr.Warning(notice)
+            yield show(comparison), comparison.rows(), comparison
+
+    with gr.Blocks(title="cxrcap: chest X-ray captions side by side", fill_width=True,
+                   delete_cache=(600, 900)) as demo:
+        image_state = gr.State(None)
+        comparison_state = gr.State(None)
+        gr.Markdown("# cxrcap: chest X-ray captions, four models side by side")
+        gr.Markdown(NOTICE, elem_id="notice")
+        if service.tiny_random:
+            gr.Markdown("**Trial mode:** every model here has tiny *untrained* random weights; its captions are noise.")
+        with gr.Tab("Caption"):
+            with gr.Row(equal_height=False):
+                with gr.Column(scale=1, min_width=300):
+                    upload = gr.File(label="Chest X-ray (PNG, JPEG or DICOM)", file_types=["image", ".dcm", ".dicom"])
+                    preview = gr.Image(label="X-ray", type="pil", interactive=False, height=320)
+                    ground_truth = gr.Textbox(label="Ground-truth caption (optional: enables the scores)", lines=3)
+                    credit = gr.Markdown()
+                    with gr.Accordion("Decoding settings", open=False):
+                        num_beams = gr.Slider(1, 8, value=1, step=1, label="Beams (1 = greedy)")
+                        max_new_tokens = gr.Slider(5, 100, value=30, step=1, label="Longest caption (tokens)")
+                    with gr.Row():
+                        run = gr.Button("Caption", variant="primary")
+                        export = gr.Button("Download this comparison")
+                    exported = gr.File(label="Comparison (slide PNG and CSV)", file_count="multiple", interactive=False)
+                with gr.Column(scale=3):
+                    cards = gr.HTML(show(None), elem_id="cards")
+                    with gr.Accordion("Raw results (JSON)", open=False):
+                        raw = gr.JSON(label="Rows")
+            if examples:
+                gallery = gr.Gallery([(e.path, e.caption) for e in examples], label="Examples: click one to caption it",
+                                     columns=8, height=260, allow_preview=False)
+                gr.Markdown(f"Examples from `{examples_folder()}`; each image's licence and source show when chosen.")
+            else:
+                gallery = None
+                gr.Markdown("No examples folder: set `CXRCAP_EXAMPLES` to a folder of X-rays with a CSV (see README).")
+        with gr.Tab("Results"):
+            results_tab(results_dir)
+        with gr.Tab("About"):
+            gr.Markdown(about_markdown(asdict(Recipe())))
+
+        caption_inputs = [image_state, ground_truth, num_beams, max_new_tokens]
+        caption_outputs = [cards, raw, comparison_state]
+        upload.upload(on_upload, [upload], [preview, image_state], api_visibility="private").success(
+            on_caption, caption_inputs, caption_outputs, api_visibility="private")
+        run.click(on_caption, caption_inputs, caption_outputs, api_visibility="private")
+        if gallery is not None:
+            gallery.select(on_example, None, [preview, image_state, ground_truth, credit],
+                           api_visibility="private").success(
+                on_caption, caption_inputs, caption_outputs, api_visibility="private")
+        export.click(shows_user_errors(service.export), [image_state, comparison_state], [exported], api_visibility="private")
+        # The API for gradio_client: one file in, one row per variant out (no browser state):
+        # Client(url).predict(handle_file(path), ground_truth, 1, 30, api_name="/caption")
+        with gr.Row(visible=False):
+            api_file, api_rows, api_trigger = gr.File(), gr.JSON(), gr.Button()
+        api_trigger.click(shows_user_errors(service.caption_rows), [api_file, ground_truth, num_beams, max_new_tokens], [api_rows],
+                          api_name="caption")
+    return demo
+
+
+def main() -> None:
+    args = parse_args()
+    quiet_library_logs()
+    service = CaptionService(parse_variant_ids(args.variants), tiny_random=args.tiny_random)
+    service.start()
+    examples = load_examples()
+    demo = build_demo(service, examples, args.results)
+    demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=1)  # 2 vCPU: one caption job at a time
+    demo.launch(
+        server_name=args.host,
+        server_port=args.port,
+        max_file_size=MAX_UPLOAD,
+        allowed_paths=[str(examples_folder()), str(args.results)],
+        css=CSS,
+        ssr_mode=False,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,109 @@
+"""HTML cards for the app: one per variant, escaped, readable on a projector.
+
+Everything that comes from a user or a model passes through `html.escape`: a ground
+truth or a caption containing HTML renders as text.
+"""
+
+from __future__ import annotations
+
+from html import escape
+
+from .captioner import UNTRAINED_NOTE
+from .comparison import Comparison, VariantOutcome
+from .metrics import SENTENCE_BLEU_LABEL
+from .variants import VARIANTS
+
+SCORE_LABELS = {
+    "bleu": "BLEU*",
+    "rouge1": "ROUGE-1",
+    "rouge2": "ROUGE-2",
+    "rougeL": "ROUGE-L",
+    "rougeLsum": "ROUGE-Lsum",
+    "meteor": "METEOR",
+    "finding_f1": "Finding F1",
+}
+
+CSS = """
+.cx-grid {display: grid; grid-template-columns: repeat(auto-fit, minmax(250px, 1fr)); gap: 12px;}
+.cx-card {border: 1px solid #d0d5dd; border-radius: 10px; padding: 12px 14px; background: var(--block-background-fill);}
+.cx-truth {border-color: #7a8699; border-width: 2px;}
+.cx-card h3 {margin: 0 0 6px 0; font-size: 1.1rem;}
+.cx-caption {font-size: 1.05rem; line-height: 1.4; margin: 6px 0; overflow-wrap: anywhere;}
+.cx-meta {font-size: 0.85rem; opacity: 0.75;}
+.cx-badge {display: inline-block; font-size: 0.75rem; padding: 1px 7px; border-radius: 8px; margin-left: 6px;}
+.cx-untrained {background: #fff3cd; color: #6b4e00;}
+.cx-unavailable {background: #fde2e1; color: #8a1c17;}
+.cx-waiting {background: #e8eaf0; color: #333;}
+.cx-scores {width: 100%; font-size: 0.85rem; border-collapse: collapse; margin-top: 6px;}
+.cx-scores td {padding: 1px 4px;}
+.cx-scores td.v {text-align: right; font-variant-numeric: tabular-nums;}
+.cx-chip {display: inline-block; font-size: 0.8rem; padding: 1px 6px; border-radius: 6px; margin: 2px 3px 0 0;}
+.cx-agree {background: #d1f0d6; color: #14532d;}
+.cx-missing {background: #fff0c2; color: #6b4e00;}
+.cx-extra {background: #fde2e1; color: #8a1c17;}
+.cx-note {font-size: 0.8rem; opacity: 0.75; margin-top: 6px;}
+"""
+
+
+def _chips(findings, css_class: str, title: str) -> str:
+    return "".join(f'<span class="cx-chip {css_class}" title="{title}">{escape(str(f))}</span>' for f in findings)
+
+
+def _scores_table(outcome: VariantOutcome) -> str:
+    if outcome.scores is None:
+        return ""
+    rows = "".join(
+        f'<tr><td>{label}</td><td class="v">{outcome.scores[key]:.3f}</td></tr>'
+        for key, label in SCORE_LABELS.items()
+        if key in outcome.scores
+    )
+    findings = outcome.findings
+    chips = ""
+    if findings is not None:
+        chips = (
+            _chips(findings.agree, "cx-agree", "in both captions")
+            + _chips(findings.missing, "cx-missing", "in the ground truth only")
+            + _chips(findings.extra, "cx-extra", "in this caption only")
+        ) or '<span class="cx-meta">no chest findings named in either caption</span>'
+    return f'<table class="cx-scores">{rows}</table><div>{chips}</div>'
+
+
+def render_card(variant_id: str, outcome: VariantOutcome | None) -> str:
+    label = escape(VARIANTS[variant_id].label)
+    if outcome is None:
+        return (
+            f'<div class="cx-card" data-variant="{variant_id}"><h3>{label}'
+            '<span class="cx-badge cx-waiting">working...</span></h3></div>'
+        )
+    result = outcome.result
+    badge = f'<span class="cx-badge cx-untrained">untrained</span>' if result.untrained else ""
+    if result.caption is None:
+        return (
+            f'<div class="cx-card" data-variant="{variant_id}"><h3>{label}'
+            f'<span class="cx-badge cx-unavailable">unavailable</span>{badge}</h3>'
+            f'<div class="cx-meta">{escape(result.error or "")}</div></div>'
+        )
+    note = f'<div class="cx-note">{escape(UNTRAINED_NOTE)}</div>' if result.untrained else ""
+    return (
+        f'<div class="cx-card" data-variant="{variant_id}"><h3>{label}{badge}</h3>'
+        f'<div class="cx-caption">{escape(result.caption) or "<em>(empty caption)</em>"}</div>'
+        f'<div class="cx-meta">{result.seconds:.2f} s</div>{_scores_table(outcome)}{note}</div>'
+    )
+
+
+def render_cards(variant_ids: list[str], comparison: Comparison | None) -> str:
+    """The grid of cards; variants without an outcome yet show as working."""
+    outcomes = comparison.outcomes if comparison else {}
+    cards = "".join(render_card(vid, outcomes.get(vid)) for vid in variant_ids)
+    footer = ""
+    if comparison and comparison.ground_truth:
+        cards = (
+            '<div class="cx-card cx-truth" data-variant="ground-truth"><h3>Ground truth</h3>'
+            f'<div class="cx-caption">{escape(comparison.ground_truth)}</div></div>'
+        ) + cards
+        footer = (
+            f'<div class="cx-note">* {escape(SENTENCE_BLEU_LABEL)}. Findings: '
+            '<span class="cx-chip cx-agree">in both</span><span class="cx-chip cx-missing">missed</span>'
+            '<span class="cx-chip cx-extra">extra</span></div>'
+        )
+    return f'<div class="cx-grid">{cards}</div>{footer}'

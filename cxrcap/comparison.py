@@ -1,0 +1,122 @@
+"""One X-ray compared across the variants: captions, live scores, findings, exports.
+
+The app builds a `Comparison` as captions stream in, renders it as cards (`cards.py`),
+returns it as JSON to API clients, and exports it as a CSV and a one-slide PNG.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import textwrap
+from dataclasses import dataclass, field
+
+from PIL import Image
+
+from .captioner import CaptionResult, DecodeSettings
+from .findings import FindingComparison, compare_findings
+from .metrics import METRIC_KEYS, score
+from .variants import VARIANTS
+
+MAX_GROUND_TRUTH_CHARS = 5_000  # a long figure caption is ~1,000; anything far beyond is not a caption
+SCORE_KEYS = (*METRIC_KEYS, "finding_f1")
+
+
+def clean_ground_truth(text: str | None) -> tuple[str, str | None]:
+    """Strip and bound a user's ground-truth caption; returns (text, notice or None)."""
+    text = (text or "").strip()
+    if len(text) > MAX_GROUND_TRUTH_CHARS:
+        notice = (
+            f"The ground-truth caption was {len(text):,} characters; only the first "
+            f"{MAX_GROUND_TRUTH_CHARS:,} are used for scoring."
+        )
+        return text[:MAX_GROUND_TRUTH_CHARS], notice
+    return text, None
+
+
+@dataclass
+class VariantOutcome:
+    result: CaptionResult
+    scores: dict[str, float] | None = None  # None without a ground truth or a caption
+    findings: FindingComparison | None = None
+
+
+@dataclass
+class Comparison:
+    ground_truth: str
+    settings: DecodeSettings
+    outcomes: dict[str, VariantOutcome] = field(default_factory=dict)
+
+    def add(self, result: CaptionResult) -> VariantOutcome:
+        """Record a variant's caption and score it against the ground truth, if both exist."""
+        outcome = VariantOutcome(result)
+        if self.ground_truth and result.caption is not None:
+            outcome.scores = score(result.caption, self.ground_truth)
+            outcome.findings = compare_findings(result.caption, self.ground_truth)
+        self.outcomes[result.variant_id] = outcome
+        return outcome
+
+    def rows(self) -> list[dict]:
+        """One plain dict per variant: what API clients and the CSV get."""
+        rows = []
+        for variant_id, outcome in self.outcomes.items():
+            result = outcome.result
+            rows.append(
+                {
+                    "variant": variant_id,
+                    "label": VARIANTS[variant_id].label,
+                    "caption": result.caption,
+                    "seconds": round(result.seconds, 3),
+                    "error": result.error,
+                    "untrained": result.untrained,
+                    "ground_truth": self.ground_truth,
+                    "decoding": self.settings.describe(),
+                    **{key: (outcome.scores or {}).get(key) for key in SCORE_KEYS},
+                }
+            )
+        return rows
+
+    def to_csv(self) -> str:
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=list(self.rows()[0]) if self.outcomes else ["variant"])
+        writer.writeheader()
+        writer.writerows(self.rows())
+        return buffer.getvalue()
+
+    def to_slide(self, image: Image.Image) -> Image.Image:
+        """The X-ray beside its ground truth and the four captions with scores: one slide."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        figure = plt.figure(figsize=(16, 9), dpi=100)
+        axes = figure.add_axes([0.02, 0.08, 0.36, 0.84])
+        axes.imshow(image, cmap="gray")
+        axes.axis("off")
+        lines = [("Ground truth", self.ground_truth or "(none given)", "")]
+        for outcome in self.outcomes.values():
+            result = outcome.result
+            text = result.caption if result.caption is not None else f"unavailable: {result.error}"
+            note = " [untrained weights]" if result.untrained else ""
+            scores = outcome.scores or {}
+            detail = "  ".join(f"{k} {scores[k]:.2f}" for k in ("bleu", "rougeL", "meteor", "finding_f1") if k in scores)
+            lines.append((VARIANTS[result.variant_id].label + note, text, detail))
+        y = 0.93
+        for title, text, detail in lines:
+            figure.text(0.41, y, title, fontsize=15, weight="bold", va="top")
+            body = textwrap.fill(text, 80, max_lines=4, placeholder=" ...")
+            figure.text(0.41, y - 0.04, body, fontsize=13, va="top", wrap=True)
+            if detail:
+                figure.text(0.41, y - 0.04 - 0.032 * (body.count("\n") + 1), detail, fontsize=11, color="#555", va="top")
+            y -= 0.17
+        figure.text(
+            0.02, 0.02, "Research demo: captions are suggestions, never clinical decisions. "
+            + self.settings.describe() + (". BLEU is smoothed sentence BLEU." if self.ground_truth else "."),
+            fontsize=11, color="#a00",
+        )
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format="png")
+        plt.close(figure)
+        buffer.seek(0)
+        return Image.open(buffer).convert("RGB")

@@ -1,0 +1,36 @@
+"""The app's examples gallery: real X-rays with their captions and credit lines.
+
+Read from an image folder with a CSV (the same reader as the data, `data.load_split`):
+`$CXRCAP_EXAMPLES`, else `assets/examples/`. The repository ships no third-party images;
+a Space owner adds theirs (see the README).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import datasets
+
+from .data import load_split
+
+DEFAULT_FOLDER = Path(__file__).resolve().parent.parent / "assets" / "examples"
+
+@dataclass(frozen=True)
+class Example:
+    path: str
+    caption: str
+    credit: str
+
+def examples_folder() -> Path:
+    return Path(os.environ.get("CXRCAP_EXAMPLES") or DEFAULT_FOLDER).expanduser()
+
+def load_examples(folder: Path | None = None) -> list[Example]:
+    """The examples whose image file exists; none when the folder is absent."""
+    folder = folder or examples_folder()
+    if not folder.exists():
+        return []
+    split = load_split(folder, "examples", chest_only=False)
+    rows = split.dataset.cast_column("image", datasets.Image(decode=False))
+    return [Example(row["image"]["path"], row["caption"], row["credit"]) for row in rows]

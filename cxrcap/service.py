@@ -1,0 +1,138 @@
+"""What the app does, without the app: uploads in, streamed comparisons out.
+
+`app.py` only lays out components and wires them to a `CaptionService`; everything here
+is plain Python, tested without a browser.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterator
+from pathlib import Path
+
+from PIL import Image
+
+from . import metrics
+from .captioner import Captioner, DecodeSettings, VariantUnavailable, build_captioners, stream_captions
+from .comparison import Comparison, clean_ground_truth
+from .images import ImageError, load_image
+
+log = logging.getLogger(__name__)
+
+# Gradio stores identical uploads at one content-addressed path, which the first request
+# deletes; requests already queued with that path get the decoded pixels (never the file
+# or its DICOM header) from memory for a short while.
+RECENT_UPLOADS = 4
+RECENT_UPLOAD_SECONDS = 120
+
+
+class UserError(ValueError):
+    """Something the user can fix; the message is shown as it is."""
+
+
+def decode_settings(num_beams, max_new_tokens) -> DecodeSettings:
+    try:
+        return DecodeSettings(num_beams=int(num_beams), max_new_tokens=int(max_new_tokens))
+    except (TypeError, ValueError) as error:
+        raise UserError(f"Decoding settings: {error}") from None
+
+
+class CaptionService:
+    """The four captioners, loaded once at start-up, and what the app asks of them."""
+
+    def __init__(self, variant_ids: list[str], *, tiny_random: bool = False):
+        self.captioners: dict[str, Captioner] = build_captioners(variant_ids, tiny_random=tiny_random)
+        self.tiny_random = tiny_random
+        self.exports = Path(tempfile.mkdtemp(prefix="cxrcap-exports-"))
+        self._recent_uploads: OrderedDict[str, tuple[float, Image.Image]] = OrderedDict()
+        self._recent_lock = threading.Lock()
+
+    @property
+    def variant_ids(self) -> list[str]:
+        return list(self.captioners)
+
+    def start(self) -> threading.Thread:
+        """Load every variant and WordNet in the background, so the page is up at once."""
+        metrics.warm_up(background=True)
+        thread = threading.Thread(target=self._load_all, name="cxrcap-load", daemon=True)
+        thread.start()
+        return thread
+
+    def _load_all(self) -> None:
+        for captioner in self.captioners.values():
+            try:
+                captioner.load()
+            except VariantUnavailable as error:
+                log.warning("%s", error)
+
+    def receive_upload(self, path: str | os.PathLike | None) -> Image.Image:
+        """Decode an uploaded file, then delete it: uploads (and DICOM headers) are not kept."""
+        if not path:
+            raise UserError("Upload a chest X-ray (PNG, JPEG or DICOM) or pick an example.")
+        if not _is_upload(path):
+            return self._decode(path)
+        key = str(Path(path).resolve())
+        with self._recent_lock:
+            now = time.monotonic()
+            for old_key in [k for k, (at, _) in self._recent_uploads.items() if now - at > RECENT_UPLOAD_SECONDS]:
+                del self._recent_uploads[old_key]
+            if key in self._recent_uploads and not Path(path).exists():
+                return self._recent_uploads[key][1]
+            try:
+                image = self._decode(path)
+            finally:
+                Path(path).unlink(missing_ok=True)
+            self._recent_uploads[key] = (now, image)
+            while len(self._recent_uploads) > RECENT_UPLOADS:
+                self._recent_uploads.popitem(last=False)
+            return image
+
+    @staticmethod
+    def _decode(path) -> Image.Image:
+        try:
+            return load_image(path)
+        except ImageError as error:
+            raise UserError(str(error)) from None
+
+    def compare(
+        self, image: Image.Image | None, ground_truth: str | None, num_beams=1, max_new_tokens=30
+    ) -> Iterator[tuple[Comparison, str | None]]:
+        """Yield the comparison (and any notice for the user) each time a variant finishes."""
+        if image is None:
+            raise UserError("Upload a chest X-ray (PNG, JPEG or DICOM) or pick an example first.")
+        settings = decode_settings(num_beams, max_new_tokens)
+        ground_truth, notice = clean_ground_truth(ground_truth)
+        comparison = Comparison(ground_truth, settings)
+        yield comparison, notice
+        for result in stream_captions(self.captioners, image, settings):
+            comparison.add(result)
+            yield comparison, notice
+
+    def caption_rows(self, path, ground_truth=None, num_beams=1, max_new_tokens=30) -> list[dict]:
+        """The API endpoint: one file in, one row per variant out (last streamed state)."""
+        image = self.receive_upload(path)
+        comparison = None
+        for comparison, _ in self.compare(image, ground_truth, num_beams, max_new_tokens):
+            pass
+        return comparison.rows()
+
+    def export(self, image: Image.Image | None, comparison: Comparison | None) -> list[str]:
+        """The current comparison as a slide (PNG) and a table (CSV), for download."""
+        if image is None or comparison is None or not comparison.outcomes:
+            raise UserError("Caption an X-ray first; then its comparison can be downloaded.")
+        folder = Path(tempfile.mkdtemp(prefix="comparison-", dir=self.exports))
+        slide, table = folder / "cxrcap-comparison.png", folder / "cxrcap-comparison.csv"
+        comparison.to_slide(image).save(slide)
+        table.write_text(comparison.to_csv(), encoding="utf-8")
+        return [str(slide), str(table)]
+
+
+def _is_upload(path) -> bool:
+    """Only files in Gradio's upload cache are deleted, never a user's or an example's."""
+    upload_root = Path(os.environ.get("GRADIO_TEMP_DIR", Path(tempfile.gettempdir()) / "gradio")).resolve()
+    return upload_root in Path(path).resolve().parents

@@ -1,0 +1,70 @@
+"""End to end in a real browser: Debian's Chromium driven by Playwright (no browser download)."""
+
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import expect, sync_playwright
+
+CHROMIUM = Path("/usr/bin/chromium")
+SCREENSHOTS = Path(__file__).resolve().parents[1] / "test-output" / "screenshots"
+XSS = '<img src=x onerror="window.__xss = 1"> left pneumothorax'
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not CHROMIUM.exists():
+        pytest.fail("Debian's chromium is needed: apt-get install chromium (see .ci/run)")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM),
+            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.mark.parametrize("width, height, name", [(1366, 900, "laptop"), (1920, 1080, "projector")])
+def test_upload_shows_four_cards_and_escapes_the_ground_truth(browser, app_url, cxr_image, width, height, name):
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page = browser.new_page(viewport={"width": width, "height": height})
+    page.goto(app_url)
+    expect(page.get_by_text("never clinical decisions").first).to_be_visible(timeout=30_000)
+
+    page.get_by_label("Ground-truth caption").fill(XSS)
+    page.locator("input[type=file]").first.set_input_files(str(cxr_image))
+    captions = page.locator("#cards .cx-card[data-variant$='base'] .cx-caption, #cards .cx-card[data-variant$='ft'] .cx-caption")
+    expect(captions).to_have_count(4, timeout=60_000)
+    for variant in ("GIT base", "GIT fine-tuned", "BLIP base", "BLIP fine-tuned"):
+        expect(page.locator("#cards h3", has_text=variant)).to_be_visible()
+    expect(page.locator("#cards .cx-untrained")).to_have_count(4)
+    expect(page.locator("#cards").get_by_text("ROUGE-Lsum").first).to_be_visible()
+
+    truth = page.locator("#cards .cx-truth .cx-caption")
+    expect(truth).to_have_text(XSS)  # shown as text, not as an element
+    assert page.locator("#cards img").count() == 0
+    assert page.evaluate("window.__xss") is None
+    page.screenshot(path=str(SCREENSHOTS / f"caption-{name}.png"), full_page=True)
+    page.close()
+
+
+def test_bad_upload_shows_a_message_not_a_traceback(browser, app_url, tmp_path):
+    fake = tmp_path / "scan.png"
+    fake.write_text("this is a text file")
+    page = browser.new_page(viewport={"width": 1366, "height": 900})
+    page.goto(app_url)
+    page.locator("input[type=file]").first.set_input_files(str(fake))
+    expect(page.get_by_text("not an image", exact=False).first).to_be_visible(timeout=30_000)
+    assert "Traceback" not in page.content()
+    page.screenshot(path=str(SCREENSHOTS / "bad-upload.png"), full_page=True)
+    page.close()
+
+
+def test_choosing_an_example_fills_the_ground_truth_and_captions_it(browser, app_url):
+    page = browser.new_page(viewport={"width": 1366, "height": 900})
+    page.goto(app_url)
+    page.locator(".gallery-item, button.thumbnail-item").first.click()
+    expect(page.locator("#cards .cx-truth")).to_have_count(1, timeout=60_000)
+    expect(page.locator("#cards .cx-scores")).to_have_count(4, timeout=60_000)
+    expect(page.get_by_text("Example credit").first).to_be_visible()
+    page.screenshot(path=str(SCREENSHOTS / "example.png"), full_page=True)
+    page.close()
