@@ -164,9 +164,10 @@ def build_demo(service: CaptionService, examples: list[Example], results_dir: Pa
 def main() -> None:
     args = parse_args()
     quiet_library_logs()
-    service = CaptionService(parse_variant_ids(args.variants), tiny_random=args.tiny_random)
-    service.start()
     examples = load_examples()
+    service = CaptionService(parse_variant_ids(args.variants), tiny_random=args.tiny_random,
+                             public_files=[example.path for example in examples])
+    service.start()
     demo = build_demo(service, examples, args.results)
     demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=1)  # 2 vCPU: one caption job at a time
     demo.launch(

@@ -6,13 +6,14 @@ is plain Python, tested without a browser.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import tempfile
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from PIL import Image
@@ -45,7 +46,10 @@ def decode_settings(num_beams, max_new_tokens) -> DecodeSettings:
 class CaptionService:
     """The four captioners, loaded once at start-up, and what the app asks of them."""
 
-    def __init__(self, variant_ids: list[str], *, tiny_random: bool = False):
+    def __init__(self, variant_ids: list[str], *, tiny_random: bool = False, public_files: Iterable[str] = ()):
+        # Gradio caches files by content: an upload identical to a gallery example shares the
+        # gallery's cached copy, which must survive the request.
+        self._public_digests = {_digest(path) for path in public_files}
         self.captioners: dict[str, Captioner] = build_captioners(variant_ids, tiny_random=tiny_random)
         self.tiny_random = tiny_random
         self.exports = Path(tempfile.mkdtemp(prefix="cxrcap-exports-"))
@@ -86,7 +90,8 @@ class CaptionService:
             try:
                 image = self._decode(path)
             finally:
-                Path(path).unlink(missing_ok=True)
+                if _digest(path) not in self._public_digests:
+                    Path(path).unlink(missing_ok=True)
             self._recent_uploads[key] = (now, image)
             while len(self._recent_uploads) > RECENT_UPLOADS:
                 self._recent_uploads.popitem(last=False)
@@ -130,6 +135,14 @@ class CaptionService:
         comparison.to_slide(image).save(slide)
         table.write_text(comparison.to_csv(), encoding="utf-8")
         return [str(slide), str(table)]
+
+
+def _digest(path) -> str | None:
+    try:
+        with open(path, "rb") as file:
+            return hashlib.file_digest(file, "sha256").hexdigest()
+    except OSError:
+        return None
 
 
 def _is_upload(path) -> bool:

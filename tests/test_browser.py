@@ -62,7 +62,13 @@ def test_bad_upload_shows_a_message_not_a_traceback(browser, app_url, tmp_path):
 def test_choosing_an_example_fills_the_ground_truth_and_captions_it(browser, app_url):
     page = browser.new_page(viewport={"width": 1366, "height": 900})
     page.goto(app_url)
-    page.locator(".gallery-item, button.thumbnail-item").first.click()
+    # Thumbnails still load after earlier uploads of the same image (shared Gradio cache).
+    page.wait_for_function(
+        "() => { const imgs = [...document.querySelectorAll('button.thumbnail-item img')].slice(0, 8);"
+        " return imgs.length === 8 && imgs.every(img => img.complete && img.naturalWidth > 0); }",
+        timeout=30_000,
+    )
+    page.locator("button.thumbnail-item").first.click()
     expect(page.locator("#cards .cx-truth")).to_have_count(1, timeout=60_000)
     expect(page.locator("#cards .cx-scores")).to_have_count(4, timeout=60_000)
     expect(page.get_by_text("Example credit").first).to_be_visible()

@@ -118,3 +118,13 @@ def test_identical_uploads_queued_together_both_decode(service, cxr_image, tmp_p
     first = service.receive_upload(str(upload))
     assert not upload.exists()
     assert service.receive_upload(str(upload)).tobytes() == first.tobytes()
+
+
+def test_an_upload_identical_to_a_gallery_example_is_not_deleted(tiny_sources, cxr_image, tmp_path, monkeypatch):
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path))
+    service = CaptionService(["git-base"], tiny_random=True, public_files=[str(cxr_image)])
+    cached_copy = tmp_path / "abcd" / cxr_image.name  # where Gradio keeps the gallery's copy
+    cached_copy.parent.mkdir()
+    shutil.copy(cxr_image, cached_copy)
+    service.receive_upload(str(cached_copy))
+    assert cached_copy.exists()
