@@ -52,12 +52,13 @@ def _chips(findings, css_class: str, title: str) -> str:
 def _scores_table(outcome: VariantOutcome) -> str:
     if outcome.scores is None:
         return ""
-    rows = "".join(
-        f'<tr><td>{label}</td><td class="v">{outcome.scores[key]:.3f}</td></tr>'
-        for key, label in SCORE_LABELS.items()
-        if key in outcome.scores
-    )
     findings = outcome.findings
+    values = {key: f"{value:.3f}" for key, value in outcome.scores.items()}
+    if findings is not None and not (findings.agree or findings.missing or findings.extra):
+        values["finding_f1"] = "n/a"  # neither caption names a finding: nothing to agree on
+    rows = "".join(
+        f'<tr><td>{label}</td><td class="v">{values[key]}</td></tr>' for key, label in SCORE_LABELS.items() if key in values
+    )
     chips = ""
     if findings is not None:
         chips = (

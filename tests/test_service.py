@@ -128,3 +128,11 @@ def test_an_upload_identical_to_a_gallery_example_is_not_deleted(tiny_sources, c
     shutil.copy(cxr_image, cached_copy)
     service.receive_upload(str(cached_copy))
     assert cached_copy.exists()
+
+
+def test_finding_f1_reads_na_when_neither_caption_names_a_finding():
+    comparison = Comparison("Severe ARDS.", DecodeSettings())
+    comparison.add(CaptionResult("blip-base", "a photo of a dog", 0.1))
+    html = render_cards(["blip-base"], comparison)
+    assert "<td>Finding F1</td><td class=\"v\">n/a</td>" in html
+    assert "no chest findings named in either caption" in html
