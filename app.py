@@ -89,13 +89,13 @@ def build_demo(service: CaptionService, examples: list[Example], results_dir: Pa
     @shows_user_errors
     def on_upload(path):
         image = service.receive_upload(path)
-        return image, image
+        return image, image, "", ""
 
     @shows_user_errors
     def on_example(event: gr.SelectData):
         example = examples[event.index]
         image = load_image(example.path)
-        return image, image, example.caption, f"Example credit: {example.credit}"
+        return image, image, example.caption, f"Example credit: {example.credit}", example.credit
 
     @shows_user_errors
     def on_caption(image, ground_truth, num_beams, max_new_tokens):
@@ -108,6 +108,7 @@ def build_demo(service: CaptionService, examples: list[Example], results_dir: Pa
                    delete_cache=(600, 900)) as demo:
         image_state = gr.State(None)
         comparison_state = gr.State(None)
+        credit_state = gr.State("")  # licence and source of a gallery example, for the slide
         gr.Markdown("# cxrcap: chest X-ray captions, four models side by side")
         gr.Markdown(NOTICE, elem_id="notice")
         if service.tiny_random:
@@ -144,14 +145,15 @@ def build_demo(service: CaptionService, examples: list[Example], results_dir: Pa
 
         caption_inputs = [image_state, ground_truth, num_beams, max_new_tokens]
         caption_outputs = [cards, raw, comparison_state]
-        upload.upload(on_upload, [upload], [preview, image_state], api_visibility="private").success(
+        upload.upload(on_upload, [upload], [preview, image_state, credit, credit_state],
+                       api_visibility="private").success(
             on_caption, caption_inputs, caption_outputs, api_visibility="private")
         run.click(on_caption, caption_inputs, caption_outputs, api_visibility="private")
         if gallery is not None:
-            gallery.select(on_example, None, [preview, image_state, ground_truth, credit],
+            gallery.select(on_example, None, [preview, image_state, ground_truth, credit, credit_state],
                            api_visibility="private").success(
                 on_caption, caption_inputs, caption_outputs, api_visibility="private")
-        export.click(shows_user_errors(service.export), [image_state, comparison_state], [exported], api_visibility="private")
+        export.click(shows_user_errors(service.export), [image_state, comparison_state, credit_state], [exported], api_visibility="private")
         # The API for gradio_client: one file in, one row per variant out (no browser state):
         # Client(url).predict(handle_file(path), ground_truth, 1, 30, api_name="/caption")
         with gr.Row(visible=False):

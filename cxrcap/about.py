@@ -22,8 +22,6 @@ def about_markdown(recipe: Mapping[str, object]) -> str:
     recipe_rows = "\n".join(f"| `{name}` | `{value}` |" for name, value in recipe.items())
     metric_rows = "\n".join(f"| `{key}` | {text} |" for key, text in METRIC_IMPLEMENTATIONS.items())
     return f"""\
-{NOTICE}
-
 ## Models
 Four variants: two captioning models, each as released (base) and fine-tuned on chest X-rays.
 

@@ -9,19 +9,9 @@ from __future__ import annotations
 from html import escape
 
 from .captioner import UNTRAINED_NOTE
-from .comparison import Comparison, VariantOutcome
+from .comparison import SCORE_LABELS, Comparison, VariantOutcome
 from .metrics import SENTENCE_BLEU_LABEL
 from .variants import VARIANTS
-
-SCORE_LABELS = {
-    "bleu": "BLEU*",
-    "rouge1": "ROUGE-1",
-    "rouge2": "ROUGE-2",
-    "rougeL": "ROUGE-L",
-    "rougeLsum": "ROUGE-Lsum",
-    "meteor": "METEOR",
-    "finding_f1": "Finding F1",
-}
 
 CSS = """
 .cx-grid {display: grid; grid-template-columns: repeat(auto-fit, minmax(250px, 1fr)); gap: 12px;}

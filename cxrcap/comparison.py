@@ -20,6 +20,15 @@ from .variants import VARIANTS
 
 MAX_GROUND_TRUTH_CHARS = 5_000  # a long figure caption is ~1,000; anything far beyond is not a caption
 SCORE_KEYS = (*METRIC_KEYS, "finding_f1")
+SCORE_LABELS = {
+    "bleu": "BLEU*",  # * = smoothed sentence BLEU, footnoted wherever shown
+    "rouge1": "ROUGE-1",
+    "rouge2": "ROUGE-2",
+    "rougeL": "ROUGE-L",
+    "rougeLsum": "ROUGE-Lsum",
+    "meteor": "METEOR",
+    "finding_f1": "Finding F1",
+}
 
 
 def clean_ground_truth(text: str | None) -> tuple[str, str | None]:
@@ -83,7 +92,7 @@ class Comparison:
         writer.writerows(self.rows())
         return buffer.getvalue()
 
-    def to_slide(self, image: Image.Image) -> Image.Image:
+    def to_slide(self, image: Image.Image, credit: str = "") -> Image.Image:
         """The X-ray beside its ground truth and the four captions with scores: one slide."""
         import matplotlib
 
@@ -94,25 +103,29 @@ class Comparison:
         axes = figure.add_axes([0.02, 0.08, 0.36, 0.84])
         axes.imshow(image, cmap="gray")
         axes.axis("off")
+        if credit:
+            figure.text(0.02, 0.06, textwrap.fill(f"Image: {credit}", 70), fontsize=9, color="#444", va="top")
         lines = [("Ground truth", self.ground_truth or "(none given)", "")]
         for outcome in self.outcomes.values():
             result = outcome.result
-            text = result.caption if result.caption is not None else f"unavailable: {result.error}"
+            text = result.caption if result.caption is not None else result.error or "unavailable"
             note = " [untrained weights]" if result.untrained else ""
             scores = outcome.scores or {}
-            detail = "  ".join(f"{k} {scores[k]:.2f}" for k in ("bleu", "rougeL", "meteor", "finding_f1") if k in scores)
+            detail = "   ".join(
+                f"{SCORE_LABELS[k]} {scores[k]:.2f}" for k in ("bleu", "rougeL", "meteor", "finding_f1") if k in scores
+            )
             lines.append((VARIANTS[result.variant_id].label + note, text, detail))
         y = 0.93
         for title, text, detail in lines:
             figure.text(0.41, y, title, fontsize=15, weight="bold", va="top")
             body = textwrap.fill(text, 80, max_lines=4, placeholder=" ...")
-            figure.text(0.41, y - 0.04, body, fontsize=13, va="top", wrap=True)
+            figure.text(0.41, y - 0.04, body, fontsize=13, va="top")
             if detail:
                 figure.text(0.41, y - 0.04 - 0.032 * (body.count("\n") + 1), detail, fontsize=11, color="#555", va="top")
             y -= 0.17
         figure.text(
             0.02, 0.02, "Research demo: captions are suggestions, never clinical decisions. "
-            + self.settings.describe() + (". BLEU is smoothed sentence BLEU." if self.ground_truth else "."),
+            + self.settings.describe() + (". *BLEU is smoothed sentence BLEU." if self.ground_truth else "."),
             fontsize=11, color="#a00",
         )
         buffer = io.BytesIO()

@@ -126,13 +126,13 @@ class CaptionService:
             pass
         return comparison.rows()
 
-    def export(self, image: Image.Image | None, comparison: Comparison | None) -> list[str]:
-        """The current comparison as a slide (PNG) and a table (CSV), for download."""
+    def export(self, image: Image.Image | None, comparison: Comparison | None, credit: str = "") -> list[str]:
+        """The current comparison as a slide (PNG, with the image's credit) and a table (CSV)."""
         if image is None or comparison is None or not comparison.outcomes:
             raise UserError("Caption an X-ray first; then its comparison can be downloaded.")
         folder = Path(tempfile.mkdtemp(prefix="comparison-", dir=self.exports))
         slide, table = folder / "cxrcap-comparison.png", folder / "cxrcap-comparison.csv"
-        comparison.to_slide(image).save(slide)
+        comparison.to_slide(image, credit).save(slide)
         table.write_text(comparison.to_csv(), encoding="utf-8")
         return [str(slide), str(table)]
 
