@@ -1,0 +1,590 @@
+"""Fine-tune a base captioner on captioned X-rays with Hugging Face `Trainer`; write an app-ready folder.
+
+`run(options, recipe)` does the whole job: read the splits through `cxrcap.data`, load the base
+model, train with the recipe, evaluate each epoch (validation loss, and captions generated from
+the pixels alone scored with `cxrcap.metrics`), keep the best checkpoint by the recipe's
+`best_metric`, and write into `options.output_dir`: the model and processor in the hub layout,
+`recipe.json`, `training_log.json`, `training_curves.png` and the model card `README.md`.
+
+Several GPUs: the same command under `accelerate launch -m finetune ...` (or
+`torchrun --nproc_per_node N -m finetune ...`) trains data-parallel with no code change; the
+recipe's batch sizes are per device, so N GPUs update with N x 16 images.
+
+Resuming: every epoch leaves a `checkpoint-<step>` folder with the optimizer, scheduler and RNG
+states; `--resume` continues from the latest one and ends on the same global step as an
+uninterrupted run. The folders are removed once a run finishes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from transformers import AutoConfig, AutoProcessor, EvalPrediction, Trainer, TrainerCallback
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
+
+from cxrcap.captioner import MODEL_CLASSES, DecodeSettings
+from cxrcap.data import CHEST_XRAY_RULE, DataError, SplitData, check_split_overlap, describe_source, load_split
+from cxrcap.metrics import CORPUS_KEYS, corpus_scores, warm_up
+from cxrcap.variants import get_variant
+
+from .collate import IGNORE_INDEX, CaptionCollator, cache_tensors, undecoded
+from .recipe import Profile, Recipe, make_profile, training_arguments
+
+RECIPE_FILE = "recipe.json"
+LOG_FILE = "training_log.json"
+PLOT_FILE = "training_curves.png"
+CARD_FILE = "README.md"
+FAST_PAD_MULTIPLE = 8  # caption lengths in steps of 8: tensor-core friendly, fewer shapes to compile
+
+
+class FinetuneError(RuntimeError):
+    """The run cannot start or continue; the message says why and what to do."""
+
+
+@dataclass
+class RunOptions:
+    """What to train, on which data, and where the results go (the recipe is separate)."""
+
+    family: Literal["git", "blip"] = field(metadata={"help": "model family to fine-tune"})
+    data: str = field(
+        metadata={"help": "a ROCO checkout, an image folder with a captions CSV, or a hub dataset id"}
+    )
+    output_dir: str | None = field(
+        default=None, metadata={"help": "where the model goes; if not given, checkpoints/<family>-base-ft, where the app looks"}
+    )
+    base_model: str | None = field(
+        default=None, metadata={"help": "hub id or folder of the model to start from; if not given, the family's base variant"}
+    )
+    train_split: str = field(default="train", metadata={"help": "split to train on"})
+    eval_split: str = field(default="validation", metadata={"help": "split to validate on each epoch"})
+    chest_only: bool = field(default=True, metadata={"help": "keep only chest X-rays (cxrcap.data's rule)"})
+    image_column: str | None = field(default=None, metadata={"help": "CSV/hub column of image paths"})
+    caption_column: str | None = field(default=None, metadata={"help": "CSV/hub column of captions"})
+    max_train_samples: int | None = field(default=None, metadata={"help": "use only the first N training rows"})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "use only the first N validation rows"})
+    max_steps: int = field(default=-1, metadata={"help": "stop after N updates (overrides the epochs; for trials)"})
+    resume: bool = field(default=False, metadata={"help": "continue from the last checkpoint in output_dir"})
+    fast: bool = field(default=False, metadata={"help": "same recipe without the waste (see finetune/recipe.py)"})
+    torch_compile: bool = field(
+        default=False, metadata={"help": "compile the model (pays off only for long runs: ~1 min to compile)"}
+    )
+    push_to_hub: str | None = field(default=None, metadata={"help": "also upload the result to this hub repo"})
+    logging_steps: int = field(default=10, metadata={"help": "log the training loss every N updates"})
+    report_to: str = field(default="none", metadata={"help": "experiment trackers (Trainer's names), or none"})
+
+    def __post_init__(self):
+        for name in ("max_train_samples", "max_eval_samples"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
+        self.base_model = self.base_model or get_variant(f"{self.family}-base").source
+        self.output_dir = self.output_dir or get_variant(f"{self.family}-base-ft").default_source
+
+    @property
+    def variant_id(self) -> str:
+        return f"{self.family}-base-ft"
+
+
+def run_identity(options: RunOptions, recipe: Recipe, profile: Profile) -> dict:
+    """Everything that shapes the training trajectory: a resumed run must match it exactly."""
+    shaping = ("family", "base_model", "data", "train_split", "eval_split", "chest_only", "image_column",
+               "caption_column", "max_train_samples", "max_eval_samples", "max_steps")
+    return {
+        "run": {name: getattr(options, name) for name in shaping},
+        "recipe": recipe.to_dict(),
+        "profile": profile.to_dict(),
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Data and model
+
+
+def load_splits(options: RunOptions) -> tuple[SplitData, SplitData]:
+    splits = []
+    for name, limit in ((options.train_split, options.max_train_samples), (options.eval_split, options.max_eval_samples)):
+        try:
+            split = load_split(options.data, name, chest_only=options.chest_only,
+                               image_column=options.image_column, caption_column=options.caption_column)
+        except DataError as error:
+            raise FinetuneError(f"cannot read the {name} split: {error}") from None
+        if len(split.dataset) == 0:
+            raise FinetuneError(
+                f"the {name} split of {options.data} has no captioned image to use ({split.rows_read} rows read, "
+                f"{split.kept} kept by the filter, {len(split.missing_images)} of those without an image file)"
+            )
+        if limit is not None:
+            split.dataset = split.dataset.select(range(min(limit, len(split.dataset))))
+        splits.append(split)
+    return splits[0], splits[1]
+
+
+def load_base_model(family: str, source: str, *, prefer_sdpa: bool) -> tuple[object, torch.nn.Module, str]:
+    """Processor, model and attention implementation of the base model."""
+    try:
+        config = AutoConfig.from_pretrained(source)
+        processor = AutoProcessor.from_pretrained(source)
+    except (OSError, ValueError) as error:
+        raise FinetuneError(
+            f"cannot load the base model {source!r} ({str(error).strip().splitlines()[0][:200]}); "
+            "pass --base-model a local folder, or connect to the Hugging Face hub once to cache it"
+        ) from None
+    if config.model_type != family:
+        raise FinetuneError(f"the base model {source!r} is a {config.model_type!r} model, not {family!r}")
+    model_class = MODEL_CLASSES[family]
+    if prefer_sdpa:
+        try:
+            return processor, model_class.from_pretrained(source, attn_implementation="sdpa"), "sdpa"
+        except ValueError:  # transformers 5.24 has no SDPA for GIT or BLIP; a later one may
+            pass
+    return processor, model_class.from_pretrained(source), "eager"
+
+
+def decoder_start_token_id(family: str, model) -> int | None:
+    # BLIP's forward() keeps the tokenizer's [CLS] where generate() puts [DEC]; GIT uses [CLS] both ways.
+    return model.config.text_config.bos_token_id if family == "blip" else None
+
+
+# ---------------------------------------------------------------------------------------------
+# Trainer
+
+
+class CaptionTrainer(Trainer):
+    """`Trainer` whose evaluation also captions every validation image from its pixels alone.
+
+    Seq2SeqTrainer's `predict_with_generate` would hand the reference caption to `generate()`;
+    here only `pixel_values` go in, as in the app. The generated ids and the labels reach
+    `compute_metrics` through Trainer's own gathering, so several GPUs work unchanged.
+    """
+
+    def __init__(self, *args, generation: dict, loss_is_batch_mean: bool, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.generation = generation
+        if loss_is_batch_mean:
+            # BLIP's forward() accepts **kwargs but averages its loss per batch, ignoring
+            # num_items_in_batch; Trainer would then skip dividing by the accumulation steps
+            # (and multiply by the number of GPUs), inflating the loss and the gradients.
+            self.model_accepts_loss_kwargs = False
+
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+        loss, _, _ = super().prediction_step(model, inputs, prediction_loss_only=True, ignore_keys=ignore_keys)
+        if prediction_loss_only:
+            return loss, None, None
+        inputs = self._prepare_inputs(inputs)
+        with torch.no_grad():
+            generated = self.accelerator.unwrap_model(model).generate(
+                pixel_values=inputs["pixel_values"], do_sample=False, **self.generation
+            )
+        return loss, generated, inputs["labels"]
+
+
+def decode(tokenizer, ids: np.ndarray) -> list[str]:
+    ids = np.where(ids == IGNORE_INDEX, tokenizer.pad_token_id, ids)
+    return [text.strip() for text in tokenizer.batch_decode(ids, skip_special_tokens=True)]
+
+
+def caption_metrics(tokenizer):
+    """compute_metrics: generated captions vs the reference captions, by `cxrcap.metrics`.
+
+    References are the training targets decoded back (lower case, truncated to the recipe's
+    caption length): both sides then share the tokenizer's normalisation.
+    """
+
+    def compute(prediction: EvalPrediction) -> dict[str, float]:
+        return corpus_scores(decode(tokenizer, prediction.predictions), decode(tokenizer, prediction.label_ids))
+
+    return compute
+
+
+class SaveRecipe(TrainerCallback):
+    """Write the run's identity (recipe, profile, data) into every checkpoint, for --resume to check."""
+
+    def __init__(self, identity: dict):
+        self.identity = identity
+
+    def on_save(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            folder = Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
+            write_json(folder / RECIPE_FILE, self.identity)
+
+
+@dataclass
+class Prepared:
+    """A trainer ready to train, and what the outputs describe."""
+
+    trainer: CaptionTrainer
+    options: RunOptions
+    recipe: Recipe
+    profile: Profile
+    identity: dict
+    train_split: SplitData
+    eval_split: SplitData
+    overlap: list[str]  # ids or identical images in both splits (cxrcap.data's check)
+    attention: str
+    cache_seconds: float
+
+
+def prepare(options: RunOptions, recipe: Recipe, *, evaluate: bool = True, callbacks=()) -> Prepared:
+    """Everything up to `trainer.train()`: data, model, collator, arguments, checks."""
+    if evaluate:
+        warm_up()  # METEOR's WordNet loads in the background while the model trains its first epoch
+    profile = make_profile(recipe, fast=options.fast)
+    args = training_arguments(recipe, profile, options.output_dir, logging_steps=options.logging_steps,
+                              report_to=options.report_to, torch_compile=options.torch_compile, evaluate=evaluate,
+                              max_steps=options.max_steps)
+    identity = run_identity(options, recipe, profile)
+    train_split, eval_split = load_splits(options)
+    overlap = check_split_overlap([train_split, eval_split]) if evaluate else []
+    processor, model, attention = load_base_model(options.family, options.base_model, prefer_sdpa=options.fast)
+    collator = CaptionCollator(processor, recipe.max_caption_tokens, decoder_start_token_id(options.family, model),
+                               pad_to_multiple_of=FAST_PAD_MULTIPLE if options.fast else None)
+    train_set, eval_set, cache_seconds = undecoded(train_split.dataset), undecoded(eval_split.dataset), 0.0
+    if profile.cache_tensors:
+        start = time.perf_counter()
+        dtype = "float32" if profile.precision == "fp32" else "float16"
+        with args.main_process_first(desc="pre-processing"):
+            train_set = cache_tensors(train_set, processor, recipe.max_caption_tokens, dtype=dtype,
+                                      num_proc=profile.loader_workers if len(train_set) >= 1000 else None)
+            eval_set = cache_tensors(eval_set, processor, recipe.max_caption_tokens, dtype=dtype) if evaluate else eval_set
+        cache_seconds = time.perf_counter() - start
+    trainer = CaptionTrainer(
+        model=model,
+        args=args,
+        data_collator=collator,
+        train_dataset=train_set,
+        eval_dataset=eval_set if evaluate else None,
+        processing_class=processor,
+        compute_metrics=caption_metrics(processor.tokenizer),
+        callbacks=[SaveRecipe(identity), *callbacks],
+        generation={"max_new_tokens": recipe.eval_max_new_tokens, "num_beams": recipe.eval_num_beams},
+        loss_is_batch_mean=options.family == "blip",
+    )
+    return Prepared(trainer, options, recipe, profile, identity, train_split, eval_split, overlap, attention,
+                    cache_seconds)
+
+
+# ---------------------------------------------------------------------------------------------
+# Checkpoints
+
+
+def checkpoints_in(output_dir: Path) -> list[Path]:
+    if not output_dir.is_dir():
+        return []
+    return sorted((p for p in output_dir.glob(f"{PREFIX_CHECKPOINT_DIR}-*") if p.is_dir()), key=lambda p: p.name)
+
+
+def resume_checkpoint(output_dir: Path, identity: dict) -> Path:
+    """The latest checkpoint in `output_dir`, checked to be whole and to belong to this run."""
+    last = get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None
+    if last is None:
+        raise FinetuneError(f"--resume: no {PREFIX_CHECKPOINT_DIR}-* folder in {output_dir} to continue from; "
+                            "run without --resume to start training")
+    check_checkpoint(Path(last), identity)
+    return Path(last)
+
+
+def check_checkpoint(folder: Path, identity: dict) -> None:
+    fix = f"delete {folder} to resume from the checkpoint before it, or start again without --resume"
+    state_file, recipe_file = folder / "trainer_state.json", folder / RECIPE_FILE
+    if not state_file.is_file():
+        raise FinetuneError(f"{folder} is incomplete: no trainer_state.json (the run stopped while saving it?); {fix}")
+    for path in (state_file, recipe_file, folder / "config.json"):
+        if path.is_file():
+            try:
+                json.loads(path.read_text(encoding="utf-8"))
+            except (ValueError, UnicodeDecodeError):
+                raise FinetuneError(f"{path} is corrupt (not JSON); {fix}") from None
+    if not recipe_file.is_file():
+        raise FinetuneError(f"{folder} was not written by `python -m finetune` (no {RECIPE_FILE}); "
+                            "resume only in the output folder of the same run")
+    saved = json.loads(recipe_file.read_text(encoding="utf-8"))
+    differences = _differences(saved, identity)
+    if differences:
+        raise FinetuneError(f"{folder} belongs to a different run ({'; '.join(differences[:5])}); "
+                            "resume with the options it was started with, or use another --output-dir")
+    _check_weights(folder, fix)
+
+
+def _differences(saved: dict, current: dict, where: str = "") -> list[str]:
+    found = []
+    for key in [*current, *(key for key in saved if key not in current)]:  # run, recipe, profile: most telling first
+        old, new = saved.get(key), current.get(key)
+        if isinstance(old, dict) and isinstance(new, dict):
+            found += _differences(old, new, f"{where}{key}.")
+        elif old != new:
+            found.append(f"{where}{key} was {old!r}, now {new!r}")
+    return found
+
+
+def _check_weights(folder: Path, fix: str) -> None:
+    from safetensors import safe_open
+
+    weights = list(folder.glob("*.safetensors"))
+    if not weights:
+        raise FinetuneError(f"{folder} has no model weights (*.safetensors); {fix}")
+    for path in weights:
+        try:
+            with safe_open(str(path), "pt"):
+                pass
+        except Exception as error:  # safetensors raises its own error type for truncated/garbled headers
+            raise FinetuneError(f"{path} is corrupt ({error}); {fix}") from None
+    for path in [*folder.glob("*.pt"), *folder.glob("*.pth")]:
+        # torch.save writes zip archives with the directory at the end: a cut-off file has none
+        if not zipfile.is_zipfile(path):
+            raise FinetuneError(f"{path} is corrupt (truncated or not a torch file); {fix}")
+
+
+# ---------------------------------------------------------------------------------------------
+# The run
+
+
+def run(options: RunOptions, recipe: Recipe, *, callbacks=()) -> Path:
+    """Train and write the output folder; returns its path."""
+    output_dir = Path(options.output_dir)
+    if options.push_to_hub:
+        check_can_push()
+    checkpoint = None
+    profile = make_profile(recipe, fast=options.fast)
+    if options.resume:  # checked before any data is read: a wrong checkpoint fails fast
+        checkpoint = resume_checkpoint(output_dir, run_identity(options, recipe, profile))
+    elif checkpoints_in(output_dir):
+        raise FinetuneError(f"{output_dir} holds checkpoints of an interrupted run: pass --resume to continue it, "
+                            "or delete them (or choose another --output-dir) to start again")
+    main_process = os.environ.get("RANK", "0") == "0"  # set by accelerate launch and torchrun; absent: one process
+    if main_process:
+        print(describe_recipe(options, recipe, profile), flush=True)
+    prepared = prepare(options, recipe, callbacks=callbacks)
+    trainer = prepared.trainer
+    if main_process:
+        print(describe_data(prepared, checkpoint), flush=True)
+    started = time.perf_counter()
+    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    seconds = time.perf_counter() - started
+    trainer.save_model(str(output_dir))  # the best checkpoint's weights (load_best_model_at_end) + processor
+    if main_process:
+        write_outputs(prepared, output_dir, seconds)
+        for folder in checkpoints_in(output_dir):
+            shutil.rmtree(folder)  # only needed to resume; the run is complete
+        if options.push_to_hub:
+            push(output_dir, options.push_to_hub)
+        print(f"wrote {output_dir} (load it in the app as {options.variant_id}: it is the default folder, "
+              f"or set {get_variant(options.variant_id).env_var}={output_dir})")
+    return output_dir
+
+
+def describe_recipe(options: RunOptions, recipe: Recipe, profile: Profile) -> str:
+    return "\n".join([
+        f"fine-tuning {options.family} from {options.base_model} -> {options.output_dir}",
+        "recipe (effective):",
+        recipe.describe(),
+        f"profile: {profile.name}: {profile.precision}, batch {profile.per_device_train_batch_size} x accumulation "
+        f"{profile.gradient_accumulation_steps} per device, eval batch {profile.per_device_eval_batch_size}, "
+        f"optimizer {profile.optim}, {profile.loader_workers} loader workers, tensors cached: {profile.cache_tensors}, "
+        f"torch.compile: {options.torch_compile}",
+    ])
+
+
+def describe_data(prepared: Prepared, checkpoint: Path | None) -> str:
+    options, args = prepared.options, prepared.trainer.args
+    lines = [
+        f"data: {describe_source(options.data)}",
+        *(f"  {split.name}: {len(split.dataset)} images ({split.rows_read} rows read, {split.kept} kept"
+          f"{' as chest X-rays' if options.chest_only else ''}, {len(split.missing_images)} without an image file)"
+          for split in (prepared.train_split, prepared.eval_split)),
+        f"devices: {args.device} x{args.world_size}; attention: {prepared.attention}",
+    ]
+    if prepared.overlap:
+        lines.append(f"warning: {overlap_note(prepared)}")
+        lines += [f"  {report}" for report in prepared.overlap[:3]]
+    if prepared.cache_seconds:
+        lines.append(f"pre-processed both splits once in {prepared.cache_seconds:.1f} s")
+    if checkpoint:
+        lines.append(f"resuming from {checkpoint}")
+    return "\n".join(lines)
+
+
+def overlap_note(prepared: Prepared) -> str:
+    return (f"the {prepared.eval_split.name} split shares rows or images with the {prepared.train_split.name} "
+            "split: its scores are not held-out scores")
+
+
+def check_can_push() -> None:
+    """Before training, not after it: pushing needs a Hugging Face token."""
+    from huggingface_hub import get_token
+
+    if get_token() is None:
+        raise FinetuneError("--push-to-hub needs a Hugging Face token: log in with `hf auth login` "
+                            "or set HF_TOKEN, then run again")
+
+
+def push(output_dir: Path, repo_id: str) -> None:
+    from huggingface_hub import create_repo, upload_folder
+
+    try:
+        create_repo(repo_id, exist_ok=True)
+        upload_folder(repo_id=repo_id, folder_path=str(output_dir), commit_message="fine-tuned with python -m finetune")
+    except Exception as error:  # no token, no network, no rights: the local result stands either way
+        raise FinetuneError(f"the model is saved in {output_dir} but pushing it to {repo_id} failed ({error}); "
+                            "log in with `hf auth login` and retry with huggingface_hub's upload_folder") from None
+    print(f"pushed {output_dir} to https://huggingface.co/{repo_id}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Outputs: log, plot, model card
+
+
+def write_json(path: Path, data) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
+
+
+def epoch_evaluations(log_history: list[dict]) -> list[dict]:
+    """One entry per validation: epoch, step, loss and caption metrics (keys without the eval_ prefix)."""
+    rows = []
+    for entry in log_history:
+        if "eval_loss" in entry:
+            row = {"epoch": entry["epoch"], "step": entry["step"], "loss": entry["eval_loss"]}
+            row.update({key: entry[f"eval_{key}"] for key in CORPUS_KEYS if f"eval_{key}" in entry})
+            rows.append(row)
+    return rows
+
+
+def write_outputs(prepared: Prepared, output_dir: Path, seconds: float) -> None:
+    state = prepared.trainer.state
+    evaluations = epoch_evaluations(state.log_history)
+    best = next((row for row in evaluations if row["step"] == state.best_global_step), None)
+    write_json(output_dir / RECIPE_FILE, prepared.identity)
+    write_json(output_dir / LOG_FILE, {
+        **prepared.identity,
+        "global_step": state.global_step,
+        "epochs": state.epoch,
+        "train_seconds_this_invocation": round(seconds, 1),  # a resumed run counts only its own part
+        "best": best,
+        "evaluations": evaluations,
+        "log_history": state.log_history,
+    })
+    plot_curves(state.log_history, evaluations, output_dir / PLOT_FILE)
+    (output_dir / CARD_FILE).write_text(model_card(prepared, evaluations, best, seconds), encoding="utf-8")
+
+
+def plot_curves(log_history: list[dict], evaluations: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no display
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    train = [(entry["epoch"], entry["loss"]) for entry in log_history if "loss" in entry]
+    fig, (loss_ax, metric_ax, cider_ax) = plt.subplots(1, 3, figsize=(15, 4.2))
+    if train:
+        loss_ax.plot(*zip(*train), label="training", alpha=0.8)
+    if evaluations:
+        loss_ax.plot([row["epoch"] for row in evaluations], [row["loss"] for row in evaluations], "o-", label="validation")
+    loss_ax.set(title="Cross-entropy loss", xlabel="epoch", ylabel="loss")
+    loss_ax.legend()
+    for key in (key for key in CORPUS_KEYS if key != "cider"):
+        points = [(row["epoch"], row[key]) for row in evaluations if key in row]
+        if points:
+            metric_ax.plot(*zip(*points), "o-", label=key)
+    metric_ax.set(title="Validation caption metrics", xlabel="epoch", ylabel="score (0-1)")
+    metric_ax.legend(fontsize="small")
+    cider = [(row["epoch"], row["cider"]) for row in evaluations if "cider" in row]
+    if cider:
+        cider_ax.plot(*zip(*cider), "o-", color="tab:purple")
+    cider_ax.set(title="Validation CIDEr", xlabel="epoch", ylabel="CIDEr")
+    for axis in (loss_ax, metric_ax, cider_ax):
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _table(rows: list[dict], columns: list[str]) -> str:
+    def cell(value):
+        return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(cell(row.get(column, "")) for column in columns) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def model_card(prepared: Prepared, evaluations: list[dict], best: dict | None, seconds: float) -> str:
+    options, recipe, profile = prepared.options, prepared.recipe, prepared.profile
+    variant = get_variant(options.variant_id)
+    hub_base = not Path(options.base_model).exists()
+    front = ["---", "library_name: transformers", "pipeline_tag: image-to-text",
+             "tags: [image-captioning, chest-x-ray, radiology, research-only]"]
+    if hub_base:
+        front.append(f"base_model: {options.base_model}")
+    front.append("---")
+    licences = "; ".join(
+        f"{split.name}: " + ", ".join(f"{name} ({count})" for name, count in split.licences.most_common())
+        for split in (prepared.train_split, prepared.eval_split)
+    )
+    filter_text = (f"Only chest X-rays were kept, by this rule of `cxrcap.data`:\n\n```text\n{CHEST_XRAY_RULE}\n```"
+                   if options.chest_only else "No filter: every captioned image of the source was used.")
+    metric_columns = ["epoch", "step", "loss", *(key for key in CORPUS_KEYS if evaluations and key in evaluations[0])]
+    best_text = (f"The weights kept are those of epoch {best['epoch']:g} (step {best['step']}), the best by validation "
+                 f"`{recipe.best_metric}`." if best else "No validation ran.")
+    recipe_rows = [{"setting": name, "value": value} for name, value in recipe.to_dict().items()]
+    decoding = DecodeSettings(num_beams=recipe.eval_num_beams, max_new_tokens=recipe.eval_max_new_tokens)
+    return "\n".join([
+        *front,
+        f"# {options.variant_id}: {variant.label} on chest X-ray captions",
+        "",
+        "> **Research use only.** This model writes captions for chest X-rays as a research demonstration. "
+        "It is not a medical device, it has not been validated clinically, and its captions can be wrong, "
+        "incomplete or invented. Never use them for diagnosis, treatment or any decision about a patient.",
+        "",
+        "## Base model",
+        f"`{options.base_model}` ({options.family.upper()}), fine-tuned with `python -m finetune --family "
+        f"{options.family}` from the cxrcap project.",
+        "",
+        "## Data",
+        f"- Source: {describe_source(options.data)}",
+        *(f"- {split.name} split: {len(split.dataset)} images used ({split.rows_read} rows read, {split.kept} kept, "
+          f"{len(split.missing_images)} without an image file)" for split in (prepared.train_split, prepared.eval_split)),
+        f"- Image licences: {licences}. Credit each image's source as its licence requires.",
+        "",
+        filter_text,
+        "",
+        *([f"**Warning:** {overlap_note(prepared)}.", ""] if prepared.overlap else []),
+        "## Training recipe",
+        _table(recipe_rows, ["setting", "value"]),
+        "",
+        f"Run profile `{profile.name}`: {profile.precision}, batch {profile.per_device_train_batch_size} x "
+        f"accumulation {profile.gradient_accumulation_steps} per device on {prepared.trainer.args.world_size} "
+        f"device(s), {prepared.trainer.state.global_step} updates in {seconds / 60:.1f} min.",
+        "",
+        "## Validation metrics",
+        "Per epoch on the validation split: the loss, and captions generated from the image alone "
+        f"({decoding.describe()}) scored by `cxrcap.metrics` against the "
+        f"reference captions as tokenised for training (lower case, at most {recipe.max_caption_tokens} tokens).",
+        "",
+        _table(evaluations, metric_columns) if evaluations else "(none)",
+        "",
+        best_text,
+        "",
+        f"![loss and validation metrics per epoch]({PLOT_FILE})",
+        "",
+        "## Intended use",
+        "Comparing captioning models on chest X-rays in the cxrcap app and its reports, for research and teaching. "
+        f"The app loads this folder as `{options.variant_id}` (default folder `{variant.default_source}`, or set "
+        f"`{variant.env_var}` to this folder or a hub id).",
+        "",
+        "## Limitations",
+        "- Trained on figure captions from publications, which describe what an article discusses, not a full "
+        "radiology report.",
+        "- Scores above are on the validation split the checkpoint was chosen with: they are optimistic; "
+        "report results on a held-out test split.",
+        "- The training data's biases (sources, populations, findings, languages) carry into the captions.",
+        "",
+    ])

@@ -1,0 +1,266 @@
+"""finetune: the seed's recipe, real runs on real X-rays with tiny models, resume and its checks.
+
+Runs train tiny GIT/BLIP variants for 3 epochs on 4 real chest X-rays of ../shared/data/cxr-examples
+(one update per epoch: batch 2 x accumulation 2), validating on 2 more.
+"""
+
+import json
+import math
+import shutil
+from dataclasses import fields
+
+import pytest
+import torch
+from PIL import Image
+from transformers import AutoProcessor, HfArgumentParser, TrainerCallback
+
+from cxrcap.captioner import Captioner
+from cxrcap.data import CHEST_XRAY_RULE, load_split
+from cxrcap.metrics import CORPUS_KEYS
+from cxrcap.variants import get_variant
+from finetune.__main__ import main, parse
+from finetune.collate import IGNORE_INDEX, CaptionCollator, cache_tensors
+from finetune.recipe import Recipe, make_profile, training_arguments
+from finetune.train import run
+
+EPOCHS = 3
+# One family per profile: BLIP runs naive (its loss needs care under gradient accumulation), GIT fast.
+PROFILE = {"git": ("--fast",), "blip": ()}
+
+
+def argv(family, tiny_sources, data, out, *extra):
+    return [*PROFILE[family],
+        "--family", family, "--data", str(data), "--base-model", tiny_sources[f"{family}-base"],
+        "--output-dir", str(out), "--max-train-samples", "4", "--max-eval-samples", "2",
+        "--num-train-epochs", str(EPOCHS), "--per-device-train-batch-size", "2", "--learning-rate", "5e-3",
+        "--eval-max-new-tokens", "8", "--logging-steps", "1", *extra,
+    ]  # fmt: skip
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """Tiny models gain nothing from a second thread, and lose a lot when the cores are shared."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def train(tmp_path_factory, tiny_sources, cxr_examples_dir):
+    """train(family) -> output folder of a finished run (each family trains once per module)."""
+    done = {}
+
+    def train_once(family):
+        if family not in done:
+            out = tmp_path_factory.mktemp(f"{family}-ft")
+            assert main(argv(family, tiny_sources, cxr_examples_dir, out)) == 0
+            done[family] = out
+        return done[family]
+
+    return train_once
+
+
+def training_log(out):
+    return json.loads((out / "training_log.json").read_text())
+
+
+def tiny_sources_base(out):
+    return training_log(out)["run"]["base_model"]
+
+
+# --- the recipe ---------------------------------------------------------------------------
+
+
+def test_recipe_defaults_are_the_seeds():
+    recipe = Recipe()
+    assert recipe.learning_rate == 5e-5
+    assert recipe.optimizer == "adamw"
+    assert recipe.weight_decay == 1e-8
+    assert recipe.num_train_epochs == 10
+    assert recipe.loss == "cross_entropy"
+    assert recipe.mixed_precision == "fp16"
+    assert (recipe.per_device_train_batch_size, recipe.per_device_eval_batch_size) == (8, 2)
+    assert recipe.gradient_accumulation_steps == 2
+    assert recipe.effective_batch_size == 16
+    # the command line starts from the same values, and overrides any of them
+    options, parsed = parse(["--family", "git", "--data", "x"])
+    assert parsed == recipe
+    assert options.output_dir == "checkpoints/git-base-ft" == get_variant("git-base-ft").default_source
+    _, overridden = parse(["--family", "blip", "--data", "x", "--learning-rate", "1e-4", "--weight_decay", "0.01"])
+    assert (overridden.learning_rate, overridden.weight_decay) == (1e-4, 0.01)
+    with pytest.raises(SystemExit):
+        parse(["--family", "git", "--data", "x", "--per-device-train-batch-size", "0"])
+
+
+def test_every_recipe_value_reaches_the_trainer(tmp_path):
+    recipe = Recipe(learning_rate=3e-5, weight_decay=0.5, num_train_epochs=4, warmup_steps=7, seed=3)
+    args = training_arguments(recipe, make_profile(recipe, fast=False), str(tmp_path))
+    assert (args.learning_rate, args.weight_decay, args.num_train_epochs, args.warmup_steps, args.seed) == (
+        3e-5, 0.5, 4, 7, 3)
+    assert (args.per_device_train_batch_size, args.per_device_eval_batch_size, args.gradient_accumulation_steps) == (
+        8, 2, 2)
+    assert args.optim == "adamw_torch" and args.lr_scheduler_type == "linear"
+    assert args.fp16 == torch.cuda.is_available()  # fp16 on CUDA only
+    assert args.remove_unused_columns is False
+    assert args.metric_for_best_model == "eval_loss" and args.load_best_model_at_end
+
+
+def test_fast_profile_keeps_the_effective_batch_and_optimisation():
+    recipe = Recipe()
+    naive, fast = make_profile(recipe, fast=False), make_profile(recipe, fast=True)
+    assert naive.per_device_train_batch_size * naive.gradient_accumulation_steps == 16
+    assert (fast.per_device_train_batch_size, fast.gradient_accumulation_steps) == (16, 1)
+    assert fast.optim.startswith("adamw_torch") and fast.cache_tensors and fast.loader_workers >= 1
+    if not torch.cuda.is_available():
+        assert naive.precision == fast.precision == "fp32"
+
+
+# --- the collator ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("family", ["git", "blip"])
+def test_labels_are_the_caption_ids_with_padding_ignored(family, tiny_sources, cxr_examples_dir):
+    processor = AutoProcessor.from_pretrained(tiny_sources[f"{family}-base"])
+    rows = list(load_split(cxr_examples_dir, "train").dataset.select(range(3)))
+    dec = processor.tokenizer.convert_tokens_to_ids("[DEC]") if family == "blip" else None
+    batch = CaptionCollator(processor, 128, dec)(rows)
+    ids, labels, mask = batch["input_ids"], batch["labels"], batch["attention_mask"]
+    assert torch.equal(labels[mask == 1], ids[mask == 1])
+    assert (labels[mask == 0] == IGNORE_INDEX).all() and (mask == 0).any()  # captions differ in length
+    first = dec if family == "blip" else processor.tokenizer.cls_token_id  # what generate() starts from
+    assert (ids[:, 0] == first).all()
+    # the fast profile's cached tensors give the same batch
+    cached = cache_tensors(load_split(cxr_examples_dir, "train").dataset.select(range(3)), processor, 128)
+    again = CaptionCollator(processor, 128, dec)(list(cached))
+    assert torch.equal(again["labels"], labels) and torch.equal(again["input_ids"], ids)
+    assert torch.allclose(again["pixel_values"], batch["pixel_values"])
+
+
+# --- real runs --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("family", ["git", "blip"])
+def test_a_run_learns_and_writes_what_the_app_loads(family, train, cxr_image, monkeypatch):
+    out = train(family)
+    log = training_log(out)
+    assert log["global_step"] == EPOCHS and log["profile"]["name"] == ("fast" if PROFILE[family] else "naive")
+    losses = [entry["loss"] for entry in log["log_history"] if "loss" in entry]
+    vocabulary = len(AutoProcessor.from_pretrained(out).tokenizer)
+    # An untrained model's loss is about ln(vocabulary); twice that would mean a loss not averaged
+    # over the accumulated batches.
+    assert abs(losses[0] - math.log(vocabulary)) < 1.0
+    assert losses[-1] < losses[0]
+    evaluations = log["evaluations"]
+    assert len(evaluations) == EPOCHS and evaluations[-1]["loss"] < evaluations[0]["loss"]
+    assert set(CORPUS_KEYS) <= set(evaluations[0])
+    assert json.loads((out / "recipe.json").read_text())["recipe"]["learning_rate"] == 5e-3
+    assert not list(out.glob("checkpoint-*"))
+    # model card and plot
+    card = (out / "README.md").read_text()
+    for text in ("Research use only", "## Base model", tiny_sources_base(out), "learning_rate", "0.005",
+                 CHEST_XRAY_RULE.splitlines()[0], "Intended use", "training_curves.png",
+                 "not held-out scores"):  # cxr-examples has one split: validation = training rows
+        assert text in card
+    with Image.open(out / "training_curves.png") as plot:
+        assert plot.format == "PNG" and plot.width > 800
+    # the app's captioner loads it as the fine-tuned variant
+    variant = get_variant(f"{family}-base-ft")
+    monkeypatch.setenv(variant.env_var, str(out))
+    captioner = Captioner(variant.id)
+    assert captioner.source == str(out)
+    (caption,) = captioner.caption([Image.open(cxr_image).convert("RGB")])
+    assert isinstance(caption, str)
+
+
+class SimulatedKill(Exception):
+    pass
+
+
+class KillAfterFirstCheckpoint(TrainerCallback):
+    def on_save(self, args, state, control, **kwargs):
+        raise SimulatedKill(state.global_step)
+
+
+@pytest.fixture(scope="module")
+def killed(tmp_path_factory, tiny_sources, cxr_examples_dir):
+    """The folder of a BLIP run killed right after its first checkpoint (tests work on copies).
+
+    BLIP runs the naive profile: no loader workers, whose seeds a resumed run would draw anew (which
+    changes the dropout masks), so the resumed losses must equal the uninterrupted run's exactly.
+    """
+    out = tmp_path_factory.mktemp("killed") / "run"
+    options, recipe = parse(argv("blip", tiny_sources, cxr_examples_dir, out))
+    with pytest.raises(SimulatedKill):
+        run(options, recipe, callbacks=[KillAfterFirstCheckpoint()])
+    assert [p.name for p in out.glob("checkpoint-*")] == ["checkpoint-1"] and not (out / "README.md").exists()
+    return out
+
+
+def test_kill_and_resume_reaches_the_same_step_and_losses(train, killed, tiny_sources, cxr_examples_dir, tmp_path,
+                                                          capsys):
+    out = shutil.copytree(killed, tmp_path / "run")
+    # starting again over an interrupted run is refused
+    assert main(argv("blip", tiny_sources, cxr_examples_dir, out)) == 1
+    assert "--resume" in capsys.readouterr().err
+    assert main(argv("blip", tiny_sources, cxr_examples_dir, out, "--resume")) == 0
+    resumed, uninterrupted = training_log(out), training_log(train("blip"))
+    assert resumed["global_step"] == uninterrupted["global_step"] == EPOCHS
+    for key in ("loss", "eval_loss"):
+        before = [entry[key] for entry in uninterrupted["log_history"] if key in entry]
+        after = [entry[key] for entry in resumed["log_history"] if key in entry]
+        assert after == pytest.approx(before, rel=1e-6)
+
+
+def test_resume_refuses_corrupt_or_foreign_checkpoints(killed, tiny_sources, cxr_examples_dir, tmp_path, capsys):
+    out = shutil.copytree(killed, tmp_path / "run")
+    checkpoint = out / "checkpoint-1"
+
+    def resume_error(*extra, family="blip"):
+        assert main(argv(family, tiny_sources, cxr_examples_dir, out, *extra, "--resume")) == 1
+        return capsys.readouterr().err
+
+    error = resume_error("--learning-rate", "1e-4")
+    assert "different run" in error and "recipe.learning_rate was 0.005, now 0.0001" in error
+    assert "family was 'blip', now 'git'" in resume_error(family="git")
+    weights = checkpoint / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    assert "model.safetensors is corrupt" in resume_error()
+    (checkpoint / "recipe.json").unlink()
+    assert "not written by `python -m finetune`" in resume_error()
+    (checkpoint / "trainer_state.json").unlink()
+    assert "incomplete" in resume_error()
+    shutil.rmtree(checkpoint)
+    assert "no checkpoint-* folder" in resume_error()
+
+
+def test_unreadable_data_is_a_clear_error(tiny_sources, tmp_path, capsys):
+    assert main(argv("git", tiny_sources, tmp_path / "nowhere", tmp_path / "out")) == 1
+    assert "cannot read the train split" in capsys.readouterr().err
+
+
+def test_an_unreadable_training_image_is_named(tiny_sources, cxr_image, tmp_path, capsys):
+    folder = tmp_path / "xrays"
+    folder.mkdir()
+    (folder / "broken.jpg").write_bytes(cxr_image.read_bytes()[:2000])  # a cut-off JPEG
+    (folder / "metadata.csv").write_text(
+        f"file_name,caption\n{cxr_image},chest X-ray without findings\nbroken.jpg,chest X-ray with effusion\n"
+    )
+    assert main(argv("git", tiny_sources, folder, tmp_path / "out")) == 1
+    assert "the image of row 'broken.jpg'" in capsys.readouterr().err
+
+
+def test_pushing_without_a_token_fails_before_training(tiny_sources, cxr_examples_dir, tmp_path, monkeypatch, capsys):
+    import huggingface_hub.constants
+
+    for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_OIDC_ID_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_TOKEN_PATH", str(tmp_path / "no-token"))  # no stored login
+    out = tmp_path / "out"
+    assert main(argv("git", tiny_sources, cxr_examples_dir, out, "--push-to-hub", "someone/cxr-git")) == 1
+    assert "needs a Hugging Face token" in capsys.readouterr().err and not out.exists()
+
+
+def test_every_recipe_field_is_an_option():
+    options = {option for action in HfArgumentParser(Recipe)._actions for option in action.option_strings}
+    assert all(f"--{field.name}" in options for field in fields(Recipe))
