@@ -1,0 +1,643 @@
+"""Evaluate the variants on a split: predictions, a results table and figures.
+
+`python -m cxrcap report --data SOURCE` reads a split with `cxrcap.data`, captions every image
+with every variant in batches, and writes into `--out` (default `results/`):
+
+- `predictions.csv`  id, reference, one column per variant and per baseline: the table can be
+                     recomputed from it (`--from-predictions`) without generating again;
+- `results.md|csv|json`  one row per variant plus the two baselines, every metric with its
+                     bootstrap 95% CI, the number of images, the decoding settings, the metric
+                     implementations, unavailable variants with their reason, and the images
+                     that could not be evaluated (missing file, unreadable) by id;
+- `metrics.png|svg`  grouped bar chart with CI whiskers; `qualitative.png|svg` X-rays with the
+                     original caption and each model's caption (the study's slides, generated).
+
+Two baselines that never look at the image are always in the table, because a constant
+caption can outscore real models on n-gram metrics:
+- constant caption: the pool caption with the highest mean ROUGE-1 F1 against the pool, one
+  prediction for every image (see `best_matching_caption` for the exact, cheap definition);
+- random caption: for each image a pool caption drawn with a fixed seed (never the image's own).
+The pool is the source's train split, else its validation split; a source without splits
+(an image folder) uses the evaluated captions themselves, and the report says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import random
+import sys
+import textwrap
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import datasets
+import torch
+from matplotlib import rc_context
+from matplotlib.figure import Figure
+from PIL import Image
+from tqdm.auto import tqdm
+
+from . import __version__, data, metrics
+from .captioner import (
+    UNTRAINED_NOTE,
+    Captioner,
+    DecodeSettings,
+    VariantUnavailable,
+    build_captioners,
+    pick_device,
+    pick_dtype,
+)
+from .images import ImageError, load_image
+from .variants import parse_variant_ids
+
+PREDICTIONS_FILE = "predictions.csv"
+OUTPUT_FILES = (PREDICTIONS_FILE, "results.md", "results.csv", "results.json",
+                "metrics.png", "metrics.svg", "qualitative.png", "qualitative.svg")
+CONSTANT, RANDOM = "constant-caption", "random-caption"
+CI_LEVEL = 0.95
+PREPROCESS_CHUNK = 32
+METRIC_LABELS = {
+    "rouge1": "ROUGE-1", "rouge2": "ROUGE-2", "rougeL": "ROUGE-L", "rougeLsum": "ROUGE-Lsum",
+    "bleu": "BLEU", "meteor": "METEOR", "cider": "CIDEr", "finding_f1": "Finding F1",
+}
+METRIC_ORDER = tuple(METRIC_LABELS)  # the study's six first, in its order, then ours
+# Sizes of the samples that choose the constant caption: candidates x references pairs,
+# each pair a Counter intersection (~5 us), so a few seconds at most for any pool.
+CONSTANT_CANDIDATES, CONSTANT_REFERENCES = 500, 1000
+
+
+class ReportError(ValueError):
+    """The report cannot be made as asked; the message says why and what to do."""
+
+
+@dataclass
+class Row:
+    """One line of the results table: a variant or a baseline."""
+
+    name: str  # variant id, or CONSTANT / RANDOM
+    label: str
+    kind: str  # "model" | "baseline"
+    untrained: bool = False
+    reason: str | None = None  # why there are no scores
+    n_images: int = 0
+    settings: str = ""  # decoding settings, or how the baseline predicts
+    seconds: float | None = None  # generation time, models only
+    preprocess_seconds: float | None = None  # None: pixel values shared with an earlier variant
+    scores: dict[str, float] = field(default_factory=dict)
+    ci: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+    @property
+    def available(self) -> bool:
+        return self.reason is None
+
+    @property
+    def display_label(self) -> str:
+        return f"{self.label} (untrained)" if self.untrained else self.label
+
+
+@dataclass
+class EvaluationSet:
+    """The images that could be read, in split order, plus what could not be evaluated."""
+
+    ids: list[str]
+    references: list[str]
+    images: list[Image.Image]
+    credits: list[str]
+    missing: list[str]  # rows whose image file does not exist
+    unreadable: dict[str, str]  # id -> why the image could not be read
+
+
+@dataclass
+class BaselinePool:
+    captions: list[str]
+    ids: list[str]
+    description: str  # where the captions come from, for the table's notes
+
+
+# ---------------------------------------------------------------- command line
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of `python -m cxrcap report` (the decoding options are added by the CLI)."""
+    parser.add_argument("--data", required=True, help="what cxrcap.data reads: ROCO folder, image folder, hub id")
+    parser.add_argument("--split", default="test", help="split to evaluate (default test)")
+    parser.add_argument("--limit", type=int, default=None, help="evaluate only the first N images of the split")
+    parser.add_argument("--out", type=Path, default=Path("results"), help="output folder (default results/)")
+    parser.add_argument(
+        "--batch-size", type=int, default=None, help="images per generate() call (default: chosen for the device)"
+    )
+    parser.add_argument(
+        "--from-predictions", type=Path, default=None, metavar="CSV",
+        help="take the variants' captions from an earlier predictions.csv instead of generating them",
+    )
+    parser.add_argument("--qualitative", type=int, default=4, metavar="N", help="X-rays in the qualitative figure")
+    parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% CIs")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the baselines and the bootstrap (default 0)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Make every file of the report; exit code 1 when a requested variant was unavailable."""
+    for name in ("limit", "batch_size", "bootstrap", "qualitative"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise ReportError(f"--{name.replace('_', '-')} must be at least 1")
+    settings = DecodeSettings(num_beams=args.beams, max_new_tokens=args.max_new_tokens)
+    metrics.warm_up()  # WordNet (for METEOR) loads in the background while the models caption
+    captioners = build_captioners(parse_variant_ids(args.variants), tiny_random=args.tiny_random)
+    split = data.load_split(args.data, args.split)  # a DataError is a message for the user
+    evaluation = read_evaluation_set(split, args.limit)
+    if not evaluation.ids:
+        raise ReportError(
+            f"no readable image in split {args.split!r} of {args.data} ({len(split.missing_images)} rows have no "
+            f"image file, {len(evaluation.unreadable)} unreadable): nothing to evaluate"
+        )
+
+    batch_size = args.batch_size or default_batch_size(pick_device())
+    if args.from_predictions:
+        predictions, rows = predictions_from_csv(args.from_predictions, evaluation.ids, captioners, settings)
+    else:
+        predictions, rows = generate_predictions(captioners, evaluation.images, settings, batch_size)
+
+    pool = baseline_pool(args.data, split)
+    baselines = baseline_predictions(pool, evaluation.ids, seed=args.seed)
+    predictions.update({name: captions for name, (captions, _) in baselines.items()})
+    rows += [
+        Row(CONSTANT, "Constant caption (baseline)", "baseline", settings=baselines[CONSTANT][1]),
+        Row(RANDOM, "Random caption (baseline)", "baseline", settings=baselines[RANDOM][1]),
+    ]
+    for row in rows:
+        if row.available:
+            score_row(row, predictions[row.name], evaluation.references, args.bootstrap, args.seed)
+
+    meta = report_meta(args, evaluation, pool, settings, batch_size)
+    args.out.mkdir(parents=True, exist_ok=True)
+    write_predictions(args.out / PREDICTIONS_FILE, evaluation, predictions, rows)
+    write_json(args.out / "results.json", rows, meta)
+    write_csv(args.out / "results.csv", rows)
+    markdown = results_markdown(rows, meta)
+    (args.out / "results.md").write_text(markdown, encoding="utf-8")
+    plot_metrics(rows, meta, args.out / "metrics")
+    plot_qualitative(evaluation, predictions, rows, args.qualitative, args.out / "qualitative")
+    print(markdown)
+    print(f"wrote {', '.join(OUTPUT_FILES)} to {args.out}/", file=sys.stderr)
+    return 0 if all(row.available for row in rows) else 1
+
+
+# ---------------------------------------------------------------- images and captions
+
+
+def read_evaluation_set(split: data.SplitData, limit: int | None) -> EvaluationSet:
+    """Read the split's images once (every variant captions the same decoded images).
+
+    The images stay in memory (about 3 MB per 1024-px X-ray): use --limit for very large splits.
+    """
+    dataset = split.dataset
+    if limit is not None:
+        dataset = dataset.select(range(min(limit, len(dataset))))
+    # Decode with cxrcap.images (DICOM, 16-bit, size limits, clear errors), not with datasets.
+    dataset = dataset.cast_column("image", datasets.Image(decode=False))
+    evaluation = EvaluationSet([], [], [], [], list(split.missing_images), {})
+    for row in tqdm(dataset, desc="reading images", unit="img"):
+        stored = row["image"]
+        try:
+            image = load_image(stored["bytes"] if stored.get("bytes") else stored["path"])
+        except ImageError as error:
+            evaluation.unreadable[row["id"]] = str(error)
+            continue
+        evaluation.ids.append(row["id"])
+        evaluation.references.append(row["caption"])
+        evaluation.images.append(image)
+        evaluation.credits.append(row.get("credit") or "")
+    return evaluation
+
+
+def default_batch_size(device: torch.device) -> int:
+    if device.type == "cuda":
+        # Measured on one H200 (bf16, base size): batch 100 gives GIT 160 and BLIP 115 images/s.
+        memory_gib = torch.cuda.get_device_properties(device).total_memory / 2**30
+        return 100 if memory_gib >= 40 else 32
+    return 8  # on a CPU larger batches gain little and cost memory
+
+
+def generate_predictions(
+    captioners: dict[str, Captioner], images: Sequence[Image.Image], settings: DecodeSettings, batch_size: int
+) -> tuple[dict[str, list[str]], list[Row]]:
+    """Caption every image with every variant, in batches; one Row per variant.
+
+    Variants with the same image processor (GIT base and fine-tuned; BLIP base and fine-tuned)
+    share one pre-processing of the images, done on the CPU before generation starts.
+    """
+    predictions, rows = {}, []
+    pixels: dict[str, torch.Tensor] = {}  # preprocessing_key -> pixel values of every image
+    for variant_id, captioner in captioners.items():
+        row = _model_row(variant_id, captioner, settings)
+        rows.append(row)
+        try:
+            captioner.load()
+        except VariantUnavailable as error:
+            row.reason = str(error)
+            continue
+        key = captioner.preprocessing_key
+        if key not in pixels:
+            start = time.perf_counter()
+            pixels[key] = preprocess(captioner, images, desc=f"{row.display_label}: preprocessing")
+            row.preprocess_seconds = time.perf_counter() - start
+        start = time.perf_counter()
+        predictions[variant_id], batch_size = generate_in_batches(
+            captioner, pixels[key], settings, batch_size, desc=row.display_label
+        )
+        row.seconds = time.perf_counter() - start
+    return predictions, rows
+
+
+def preprocess(
+    captioner: Captioner, images: Sequence[Image.Image], desc: str = "", progress: bool = True
+) -> torch.Tensor:
+    """Every image's pixel values for this captioner's model, in chunks (for the progress bar)."""
+    chunks = range(0, len(images), PREPROCESS_CHUNK)
+    return torch.cat([
+        captioner.preprocess(images[i : i + PREPROCESS_CHUNK])
+        for i in tqdm(chunks, desc=desc, unit="chunk", disable=not progress)
+    ])
+
+
+def generate_in_batches(
+    captioner: Captioner,
+    pixel_values: torch.Tensor,
+    settings: DecodeSettings,
+    batch_size: int,
+    desc: str = "",
+    progress: bool = True,
+) -> tuple[list[str], int]:
+    """Caption pre-processed images batch by batch; halves the batch when the GPU runs out of memory.
+
+    Returns the captions and the batch size that worked, for the next variant to start from.
+    """
+    captions: list[str] = []
+    with tqdm(total=len(pixel_values), desc=desc, unit="img", disable=not progress) as bar:
+        while len(captions) < len(pixel_values):
+            batch = pixel_values[len(captions) : len(captions) + batch_size]
+            try:
+                captions += captioner.decode(captioner.generate_ids(batch, settings))
+            except torch.OutOfMemoryError:
+                if batch_size == 1:
+                    raise
+                batch_size //= 2
+                torch.cuda.empty_cache()
+                tqdm.write(f"out of GPU memory: going on with batches of {batch_size}")
+                continue
+            bar.update(len(batch))
+    return captions, batch_size
+
+
+def _model_row(variant_id: str, captioner: Captioner, settings: DecodeSettings) -> Row:
+    return Row(
+        variant_id, captioner.variant.label, "model", untrained=captioner.untrained, settings=settings.describe()
+    )
+
+
+def predictions_from_csv(
+    path: Path, ids: list[str], captioners: dict[str, Captioner], settings: DecodeSettings
+) -> tuple[dict[str, list[str]], list[Row]]:
+    """The variants' captions from an earlier predictions.csv, aligned to `ids`."""
+    try:
+        with path.open(newline="", encoding="utf-8") as file:
+            table = {row["id"]: row for row in csv.DictReader(file)}
+    except (OSError, KeyError) as error:
+        raise ReportError(f"cannot read predictions from {path}: {error}") from None
+    absent = [image_id for image_id in ids if image_id not in table]
+    if absent:
+        raise ReportError(
+            f"{path} has no predictions for {len(absent)} of the {len(ids)} images to evaluate "
+            f"(first: {absent[0]}); use the same --data, --split and --limit as when it was made"
+        )
+    columns = next(iter(table.values())).keys()
+    predictions, rows = {}, []
+    for variant_id, captioner in captioners.items():
+        row = _model_row(variant_id, captioner, settings)
+        rows.append(row)
+        if variant_id in columns:
+            predictions[variant_id] = [table[image_id][variant_id] for image_id in ids]
+        else:
+            row.reason = f"{path} has no {variant_id!r} column (the variant was unavailable or not asked for)"
+    return predictions, rows
+
+
+# ---------------------------------------------------------------- baselines
+
+
+def baseline_pool(source: str, evaluated: data.SplitData) -> BaselinePool:
+    """Captions the baselines draw from: train, else validation, else the evaluated split.
+
+    Captions need no image, so rows whose image is missing count too.
+    """
+    evaluated_ids = set(_all_ids(evaluated))
+    for name in ("train", "validation"):
+        try:
+            candidate = data.load_split(source, name) if name != evaluated.name else None
+        except data.DataError:  # the source has no such split
+            continue
+        if candidate is not None and set(_all_ids(candidate)) - evaluated_ids:
+            return _pool(candidate, f"the {name} split")
+    return _pool(
+        evaluated,
+        f"the evaluated {evaluated.name} split itself: the source has no other split, so the constant "
+        "caption was chosen among the very captions it is scored against",
+    )
+
+
+def _all_ids(split: data.SplitData) -> list[str]:
+    return list(split.dataset["id"]) + [row["id"] for row in split.missing_rows]
+
+
+def _pool(split: data.SplitData, where: str) -> BaselinePool:
+    captions = list(split.dataset["caption"]) + [row["caption"] for row in split.missing_rows]
+    return BaselinePool(captions, _all_ids(split), f"{len(captions)} captions of {where}")
+
+
+def best_matching_caption(captions: Sequence[str], seed: int = 0) -> str:
+    """The caption that best matches the others: highest mean ROUGE-1 F1 against them.
+
+    Precisely: up to CONSTANT_CANDIDATES distinct captions (a seeded sample when there are more)
+    are each scored against up to CONSTANT_REFERENCES captions (a seeded sample), leaving out one
+    occurrence of the candidate itself; the score is the table's ROUGE-1 F1 (`metrics.normalise`,
+    then rouge_score's default tokenizer, no stemmer): 2 * shared unigrams / (len(a) + len(b)),
+    computed here on Counters tokenised once, because rouge_score re-tokenises on every call.
+    Ties go to the shorter caption, then the alphabetically first.
+    """
+    from rouge_score.tokenizers import DefaultTokenizer
+
+    if not captions:
+        raise ReportError("no captions to choose a constant caption from")
+    rng = random.Random(seed)
+    distinct = sorted(set(captions))
+    candidates = rng.sample(distinct, min(len(distinct), CONSTANT_CANDIDATES))
+    references = rng.sample(list(captions), min(len(captions), CONSTANT_REFERENCES))
+    tokenizer = DefaultTokenizer(use_stemmer=False)
+    counts = {text: Counter(tokenizer.tokenize(metrics.normalise(text))) for text in set(candidates) | set(references)}
+    sizes = {text: sum(count.values()) for text, count in counts.items()}
+
+    def mean_f1(candidate: str) -> float:
+        total, n = 0.0, 0
+        own_skipped = False
+        for reference in references:
+            if reference == candidate and not own_skipped:
+                own_skipped = True
+                continue
+            size = sizes[candidate] + sizes[reference]
+            total += 2 * sum((counts[candidate] & counts[reference]).values()) / size if size else 0.0
+            n += 1
+        return total / n if n else 0.0
+
+    return min(candidates, key=lambda text: (-mean_f1(text), len(text), text))
+
+
+def baseline_predictions(pool: BaselinePool, ids: list[str], seed: int = 0) -> dict[str, tuple[list[str], str]]:
+    """Both baselines' predictions for `ids`, each with a sentence saying how they were made."""
+    constant = best_matching_caption(pool.captions, seed)
+    rng = random.Random(seed)
+    drawn = []
+    for image_id in ids:
+        index = rng.randrange(len(pool.ids))
+        while pool.ids[index] == image_id and len(pool.ids) > 1:  # never the image's own caption
+            index = rng.randrange(len(pool.ids))
+        drawn.append(pool.captions[index])
+    constant_how = f"always {constant!r}, the pool caption with the highest mean ROUGE-1 F1 against the others"
+    return {
+        CONSTANT: ([constant] * len(ids), f"{constant_how} (seed {seed})"),
+        RANDOM: (drawn, f"a pool caption drawn at random for each image, never the image's own (seed {seed})"),
+    }
+
+
+# ---------------------------------------------------------------- scores
+
+
+def score_row(row: Row, predictions: list[str], references: list[str], n_resamples: int, seed: int) -> None:
+    row.n_images = len(predictions)
+    row.scores = {key: float(value) for key, value in metrics.corpus_scores(predictions, references).items()}
+    intervals = metrics.bootstrap_ci(
+        predictions, references, n_resamples=n_resamples, seed=seed, confidence=CI_LEVEL
+    )
+    row.ci = {key: (float(lo), float(hi)) for key, (lo, hi) in intervals.items()}
+
+
+def report_meta(args, evaluation: EvaluationSet, pool: BaselinePool, settings: DecodeSettings, batch_size: int) -> dict:
+    generated = not args.from_predictions
+    device = pick_device()
+    return {
+        "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "cxrcap_version": __version__,
+        "data": args.data,
+        "data_description": data.describe_source(args.data),
+        "split": args.split,
+        "limit": args.limit,
+        "n_images": len(evaluation.ids),
+        "missing_images": evaluation.missing,
+        "unreadable_images": evaluation.unreadable,
+        "decoding": settings.describe(),
+        "num_beams": settings.num_beams,
+        "max_new_tokens": settings.max_new_tokens,
+        "device": str(device) if generated else None,
+        "dtype": str(pick_dtype(device)).removeprefix("torch.") if generated else None,
+        "batch_size": batch_size if generated else None,
+        "predictions_from": str(args.from_predictions) if args.from_predictions else None,
+        "baseline_pool": pool.description,
+        "metric_implementations": dict(metrics.METRIC_IMPLEMENTATIONS),
+        "bootstrap": {"resamples": args.bootstrap, "seed": args.seed, "level": CI_LEVEL, "unit": "image"},
+        "untrained_note": UNTRAINED_NOTE if args.tiny_random else None,
+    }
+
+
+# ---------------------------------------------------------------- files
+
+
+def write_predictions(
+    path: Path, evaluation: EvaluationSet, predictions: dict[str, list[str]], rows: list[Row]
+) -> None:
+    columns = [row.name for row in rows if row.name in predictions]
+    with path.open("w", newline="", encoding="utf-8") as file:
+        writer = csv.writer(file)
+        writer.writerow(["id", "reference", *columns])
+        for i, (image_id, reference) in enumerate(zip(evaluation.ids, evaluation.references)):
+            writer.writerow([image_id, reference, *(predictions[name][i] for name in columns)])
+
+
+def _row_record(row: Row) -> dict:
+    record = asdict(row)
+    record["label"] = row.display_label
+    record["status"] = "ok" if row.available else "unavailable"
+    record["images_per_second"] = row.n_images / row.seconds if row.seconds else None
+    return record
+
+
+def write_json(path: Path, rows: list[Row], meta: dict) -> None:
+    document = {**meta, "rows": [_row_record(row) for row in rows]}
+    path.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def write_csv(path: Path, rows: list[Row]) -> None:
+    metric_columns = [f"{key}{suffix}" for key in METRIC_ORDER for suffix in ("", "_ci_low", "_ci_high")]
+    columns = ["name", "label", "kind", "status", "untrained", "n_images", "settings", *metric_columns, "reason"]
+    with path.open("w", newline="", encoding="utf-8") as file:
+        writer = csv.DictWriter(file, fieldnames=columns)
+        writer.writeheader()
+        for row in rows:
+            record = {key: value for key, value in _row_record(row).items() if key in columns}
+            for key in row.scores:
+                record[key] = row.scores[key]
+                record[f"{key}_ci_low"], record[f"{key}_ci_high"] = row.ci[key]
+            writer.writerow(record)
+
+
+def results_markdown(rows: list[Row], meta: dict) -> str:
+    lines = [f"# Chest X-ray captioning: {meta['data']} ({meta['split']} split)", "",
+             f"Source: {meta['data_description']}.", ""]
+    if meta["untrained_note"]:
+        warning = "> **The model rows come from untrained tiny random weights**: they show that the pipeline works"
+        lines += [warning + " and say nothing about the models.", ""]
+    skipped = len(meta["missing_images"]) + len(meta["unreadable_images"])
+    bootstrap = meta["bootstrap"]
+    summary = (
+        f"{meta['n_images']} images evaluated ({skipped} not evaluated: {len(meta['missing_images'])} missing, "
+        f"{len(meta['unreadable_images'])} unreadable). Decoding: {meta['decoding']}. In brackets: bootstrap "
+        f"{bootstrap['level']:.0%} CI over images ({bootstrap['resamples']} resamples, seed {bootstrap['seed']})."
+    )
+    lines += [
+        summary,
+        "",
+        "| Model | n | " + " | ".join(METRIC_LABELS[key] for key in METRIC_ORDER) + " |",
+        "|---|--:|" + "--:|" * len(METRIC_ORDER),
+    ]
+    for row in rows:
+        if row.available:
+            cells = [f"{row.scores[k]:.3f} [{row.ci[k][0]:.2f}, {row.ci[k][1]:.2f}]" for k in METRIC_ORDER]
+        else:
+            cells = ["unavailable"] + [""] * (len(METRIC_ORDER) - 1)
+        n = row.n_images if row.available else "–"
+        lines.append(f"| {row.display_label} | {n} | " + " | ".join(cells) + " |")
+    unavailable = [row for row in rows if not row.available]
+    if unavailable:
+        lines += ["", "## Unavailable", ""] + [f"- **{row.label}**: {row.reason}" for row in unavailable]
+    lines += ["", "## Baselines (they never look at the image)", "", f"Pool: {meta['baseline_pool']}.", ""]
+    lines += [f"- **{row.label}**: {row.settings}" for row in rows if row.kind == "baseline"]
+    lines += ["", "## Metrics", ""]
+    lines += [f"- {METRIC_LABELS[key]}: {meta['metric_implementations'][key]}" for key in METRIC_ORDER]
+    speeds = [row for row in rows if row.seconds]
+    if speeds:
+        device = f"Device {meta['device']} ({meta['dtype']}), batch size {meta['batch_size']}."
+        lines += ["", "## Generation", "", device, ""]
+        for row in speeds:
+            preprocessing = (f"{row.preprocess_seconds:.1f} s" if row.preprocess_seconds is not None
+                             else "shared (same image processor as an earlier variant)")
+            lines.append(f"- {row.display_label}: generation {row.seconds:.1f} s "
+                         f"({row.n_images / row.seconds:.1f} images/s); preprocessing {preprocessing}")
+    if skipped:
+        lines += ["", "## Images not evaluated", ""]
+        lines += [f"- {image_id}: image file missing" for image_id in meta["missing_images"]]
+        lines += [f"- {image_id}: {why}" for image_id, why in meta["unreadable_images"].items()]
+    lines += ["", f"Generated {meta['generated_at']} by cxrcap {meta['cxrcap_version']}. "
+              + "Captions are research suggestions, never clinical decisions.", ""]
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- figures
+
+PROJECTOR_STYLE = {"font.size": 17, "axes.titlesize": 22, "axes.labelsize": 20, "legend.fontsize": 16}
+# GIT blues, BLIP reds; base dark, fine-tuned light: the same colour for a variant in every figure.
+VARIANT_COLOURS = {"git-base": "#1f4e9c", "git-base-ft": "#5fa2dd", "blip-base": "#b2182b", "blip-base-ft": "#f4845f"}
+BASELINE_STYLES = {CONSTANT: {"color": "#7f7f7f", "hatch": "//"}, RANDOM: {"color": "#c7c7c7", "hatch": ".."}}
+
+
+def _save(figure: Figure, stem: Path) -> None:
+    # The constrained layout already fits everything in: bbox_inches="tight" would draw twice.
+    figure.savefig(stem.with_suffix(".png"), dpi=120)
+    figure.savefig(stem.with_suffix(".svg"))
+
+
+def plot_metrics(rows: list[Row], meta: dict, stem: Path) -> None:
+    """Grouped bars, one group per metric, with CI whiskers; CIDEr on its own axis (its range is 0-10)."""
+    shown = [row for row in rows if row.available]
+    groups = [[k for k in METRIC_ORDER if k != "cider"], ["cider"]]
+    width = 0.8 / len(shown)
+    with rc_context(PROJECTOR_STYLE):
+        figure = Figure(figsize=(20, 8), layout="constrained")
+        axes = figure.subplots(1, 2, gridspec_kw={"width_ratios": [len(groups[0]), 1.6]})
+        for i, row in enumerate(shown):
+            style = BASELINE_STYLES.get(row.name) or {"color": VARIANT_COLOURS[row.name]}
+            for ax, keys in zip(axes, groups):
+                x = [j + (i - (len(shown) - 1) / 2) * width for j in range(len(keys))]
+                values = [row.scores[k] for k in keys]
+                errors = [[v - row.ci[k][0] for k, v in zip(keys, values)],
+                          [row.ci[k][1] - v for k, v in zip(keys, values)]]
+                ax.bar(x, values, width, yerr=errors, capsize=3, edgecolor="black", linewidth=0.6,
+                       label=row.display_label, **style)
+        for ax, keys in zip(axes, groups):
+            ax.set_xticks(range(len(keys)), [METRIC_LABELS[k] for k in keys])
+            ax.grid(axis="y", alpha=0.3)
+            ax.set_axisbelow(True)
+        axes[0].set_ylim(0, 1.05)
+        axes[0].set_ylabel("score (higher is better)")
+        axes[0].tick_params(axis="x", labelrotation=20)
+        title = f"{meta['n_images']} images, {meta['split']} split; whiskers: {CI_LEVEL:.0%} bootstrap CI"
+        if meta["untrained_note"]:
+            title = "UNTRAINED tiny random weights: pipeline check only\n" + title
+        figure.suptitle(title, color="#b00000" if meta["untrained_note"] else "black")
+        handles, labels = axes[0].get_legend_handles_labels()
+        figure.legend(handles, labels, loc="outside lower center", ncol=min(len(shown), 3))
+        _save(figure, stem)
+
+
+def _wrapped(text: str, width: int, max_chars: int = 260) -> str:
+    text = " ".join(text.split())
+    if len(text) > max_chars:
+        text = text[: max_chars - 1].rsplit(" ", 1)[0] + " …"
+    return textwrap.fill(text, width)
+
+
+def plot_qualitative(
+    evaluation: EvaluationSet, predictions: dict[str, list[str]], rows: list[Row], n: int, stem: Path
+) -> None:
+    """The first N X-rays, each beside its original caption and every available model's caption."""
+    models = [row for row in rows if row.kind == "model" and row.available]
+    n = min(n, len(evaluation.ids))
+    font = PROJECTOR_STYLE["font.size"]
+    line = font * 1.4  # points per text line, spacing included
+    panels = []  # per X-ray: [(heading, wrapped caption, colour)]
+    for i in range(n):
+        blocks = [(f"Original caption ({evaluation.ids[i]})", evaluation.references[i], "black")]
+        blocks += [(row.display_label, predictions[row.name][i], VARIANT_COLOURS[row.name]) for row in models]
+        panels.append([(_wrapped(heading, 56), _wrapped(text or "(empty caption)", 56), colour)
+                       for heading, text, colour in blocks])
+    # Each row is as tall as its X-ray or its text, whichever needs more (inches).
+    line_counts = [sum(head.count("\n") + body.count("\n") + 2.5 for head, body, _ in blocks) for blocks in panels]
+    heights = [max(5.0, count * line / 72) + 0.6 for count in line_counts]
+    with rc_context(PROJECTOR_STYLE):
+        figure = Figure(figsize=(16, sum(heights) + 0.6), layout="constrained")
+        axes = figure.subplots(n, 2, gridspec_kw={"width_ratios": [1, 1.4], "height_ratios": heights}, squeeze=False)
+        for i, ((image_ax, text_ax), blocks) in enumerate(zip(axes, panels)):
+            thumbnail = evaluation.images[i].copy()
+            thumbnail.thumbnail((768, 768))  # keeps the SVG small; sharp enough on a projector
+            image_ax.imshow(thumbnail)
+            image_ax.set_anchor("N")
+            image_ax.set_xticks([])
+            image_ax.set_yticks([])
+            if evaluation.credits[i]:
+                image_ax.set_xlabel(_wrapped(evaluation.credits[i], 50), fontsize=12, color="#444444")
+            text_ax.axis("off")
+            # Offsets in points from the panel's top, so the spacing follows the font, not the panel.
+            offset = 0.0
+            for heading, body, colour in blocks:
+                for text, indent, style in ((heading, 0, {"color": colour, "fontweight": "bold"}), (body, 12, {})):
+                    text_ax.annotate(text, (0, 1), xycoords="axes fraction", xytext=(indent, -offset),
+                                     textcoords="offset points", va="top", linespacing=1.2, **style)
+                    offset += line * (text.count("\n") + 1)
+                offset += line / 2
+        if any(row.untrained for row in models):
+            figure.suptitle("Captions from UNTRAINED tiny random weights: noise, not real captions", color="#b00000")
+        _save(figure, stem)
