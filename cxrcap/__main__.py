@@ -36,7 +36,8 @@ def caption_images(args: argparse.Namespace) -> int:
         except ImageError as error:
             results += [_row(path, vid, None, None, str(error), c.untrained) for vid, c in captioners.items()]
             continue
-        for result in stream_captions(captioners, image, settings):
+        finished = stream_captions(captioners, image, settings)  # in completion order
+        for result in sorted(finished, key=lambda result: list(captioners).index(result.variant_id)):
             results.append(_row(path, result.variant_id, result.caption, result.seconds, result.error, result.untrained))
     if args.json:
         print(json.dumps(results, indent=2))

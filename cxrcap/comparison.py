@@ -16,7 +16,7 @@ from PIL import Image
 from .captioner import CaptionResult, DecodeSettings
 from .findings import FindingComparison, compare_findings
 from .metrics import METRIC_KEYS, score
-from .variants import VARIANTS
+from .variants import VARIANT_IDS, VARIANTS
 
 MAX_GROUND_TRUTH_CHARS = 5_000  # a long figure caption is ~1,000; anything far beyond is not a caption
 SCORE_KEYS = (*METRIC_KEYS, "finding_f1")
@@ -65,10 +65,14 @@ class Comparison:
         self.outcomes[result.variant_id] = outcome
         return outcome
 
+    def ordered(self) -> list[tuple[str, VariantOutcome]]:
+        """Outcomes in the registry's order, whatever order the variants finished in."""
+        return sorted(self.outcomes.items(), key=lambda item: VARIANT_IDS.index(item[0]))
+
     def rows(self) -> list[dict]:
         """One plain dict per variant: what API clients and the CSV get."""
         rows = []
-        for variant_id, outcome in self.outcomes.items():
+        for variant_id, outcome in self.ordered():
             result = outcome.result
             rows.append(
                 {
@@ -106,7 +110,7 @@ class Comparison:
         if credit:
             figure.text(0.02, 0.06, textwrap.fill(f"Image: {credit}", 70), fontsize=9, color="#444", va="top")
         lines = [("Ground truth", self.ground_truth or "(none given)", "")]
-        for outcome in self.outcomes.values():
+        for _, outcome in self.ordered():
             result = outcome.result
             text = result.caption if result.caption is not None else result.error or "unavailable"
             note = " [untrained weights]" if result.untrained else ""

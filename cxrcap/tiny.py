@@ -66,8 +66,9 @@ def train_vocab(roco_dir: Path, out: Path = VOCAB_FILE, vocab_size: int = VOCAB_
     tokenizer = BertWordPieceTokenizer(lowercase=True)
     tokenizer.train_from_iterator(captions, vocab_size=vocab_size, min_frequency=2, show_progress=False)
     out.parent.mkdir(parents=True, exist_ok=True)
-    # The trainer breaks frequency ties arbitrarily (the token set is stable, the order is
-    # not): keep the special tokens first and sort the rest, so the file is reproducible.
+    # The trainer lists tokens in an arbitrary order and breaks frequency ties through a
+    # randomly seeded hash map, so a rebuild can swap a near-tie token or two: keep the special
+    # tokens first and sort the rest, so rebuilds differ only in those few tokens.
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
     tokens = specials + sorted(set(tokenizer.get_vocab()) - set(specials))
     out.write_text("".join(token + "\n" for token in tokens), encoding="utf-8")
