@@ -1,6 +1,6 @@
 """How fast cxrcap.metrics scores captions, on real ROCO chest X-ray captions.
 
-    python -m benchmarks.metrics_speed [--roco ../shared/data/roco] [--pairs 200]
+    python benchmarks/metrics_speed.py [--roco ../shared/data/roco] [--pairs 200]
 
 Prints:
 - the WordNet load that `warm_up()` takes off the first live score;
@@ -13,6 +13,7 @@ Prints:
 import argparse
 import re
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -21,10 +22,13 @@ from nltk.tokenize import word_tokenize
 from nltk.translate.meteor_score import meteor_score
 from rouge_score import rouge_scorer
 
-from cxrcap import metrics
-from cxrcap.findings import finding_f1
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # run as a script from anywhere
 
-ROCO = Path(__file__).resolve().parents[2] / "shared" / "data" / "roco"
+from cxrcap import metrics  # noqa: E402
+from cxrcap.findings import finding_f1  # noqa: E402
+
+ROCO = REPO.parent / "shared" / "data" / "roco"
 CHEST_XRAY = re.compile(r"chest (?:x-?ray|x ray|radiograph|film)|\bcxr\b", re.IGNORECASE)
 VARIANTS = 4
 
