@@ -3,13 +3,25 @@
 One factory for both families: callers hold a `Captioner` and never ask whether it is
 GIT or BLIP. Loading is lazy, happens once, and any failure becomes `VariantUnavailable`
 with a message that says what to do, so the other variants keep working.
+
+Speed on a CPU (benchmarks/README.md has the measurements): a decoding step reads every
+decoder weight for one token, so it is bound by memory bandwidth, which two cores streaming two
+models at once use better than two threads on one model. `stream_captions` therefore captions
+two variants at a time, each on one core, in fp32 with `generate()` (the naive path's tokens),
+sharing the image's pre-processing between variants with the same processor. Opt-in:
+`quantize_int8=True` (or `CXRCAP_INT8=1`), dynamic int8 Linear layers: faster, but captions
+can differ from fp32 ones.
 """
 
 from __future__ import annotations
 
+import functools
+import os
 import threading
 import time
+import warnings
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +42,9 @@ MODEL_CLASSES: dict[str, type[PreTrainedModel]] = {
     "blip": BlipForConditionalGeneration,
 }
 UNTRAINED_NOTE = "untrained tiny random weights: not a real caption"
+# torch's thread count as the process started (stream_captions' workers set their own, per
+# thread, which also changes what torch.get_num_threads() reports afterwards).
+_CPU_THREADS = torch.get_num_threads()
 
 
 class VariantUnavailable(RuntimeError):
@@ -84,8 +99,22 @@ def _is_local(source: str) -> bool:
     return Path(source).expanduser().exists()
 
 
+# from_pretrained is not thread-safe (it builds models under process-wide init contexts, e.g.
+# on the meta device): variants load one at a time even when requests and workers race.
+_LOADING = threading.Lock()
+
+
+def _env_flag(name: str, default: bool) -> bool:
+    value = os.environ.get(name, "").strip().lower()
+    return default if not value else value not in ("0", "false", "no", "off")
+
+
 class Captioner:
-    """One variant's processor + model, loaded on first use."""
+    """One variant's processor + model, loaded on first use.
+
+    quantize_int8: run every Linear layer in dynamic int8 (CPU only; opt-in, default from the
+    environment variable `CXRCAP_INT8`): faster, but captions may differ from fp32 ones.
+    """
 
     def __init__(
         self,
@@ -95,12 +124,16 @@ class Captioner:
         untrained: bool = False,
         device: torch.device | None = None,
         dtype: torch.dtype | None = None,
+        quantize_int8: bool | None = None,
     ):
         self.variant = get_variant(variant) if isinstance(variant, str) else variant
         self.source = source or self.variant.source
         self.untrained = untrained
         self.device = device or pick_device()
         self.dtype = dtype or pick_dtype(self.device)
+        self.quantize_int8 = _env_flag("CXRCAP_INT8", False) if quantize_int8 is None else quantize_int8
+        if self.quantize_int8 and self.device.type != "cpu":
+            raise ValueError("quantize_int8 runs on the CPU only (dynamic int8 quantisation)")
         self._lock = threading.Lock()
         self._loaded: tuple[object, PreTrainedModel] | None = None
         self._error: VariantUnavailable | None = None
@@ -120,10 +153,13 @@ class Captioner:
             if self._error is not None:
                 raise self._error
             try:
-                self._loaded = self._load()
+                processor, model = self._load()
             except VariantUnavailable as error:
                 self._error = error
                 raise
+            if self.quantize_int8:
+                to_dynamic_int8(model)
+            self._loaded = processor, model
 
     def _load(self) -> tuple[object, PreTrainedModel]:
         variant, source = self.variant, self.source
@@ -143,32 +179,70 @@ class Captioner:
                 variant, f"{where} holds a {config.model_type!r} model, not a {variant.family!r} model"
             )
         try:
-            processor = AutoProcessor.from_pretrained(source)
-            model = MODEL_CLASSES[variant.family].from_pretrained(source, dtype=self.dtype)
+            with _LOADING:
+                processor = AutoProcessor.from_pretrained(source)
+                model = MODEL_CLASSES[variant.family].from_pretrained(source, dtype=self.dtype)
         except Exception as error:  # corrupt or partial weights surface as many types
             raise VariantUnavailable(variant, f"{where} could not be loaded ({_first_line(error)})") from None
         model.to(self.device).eval()
         return processor, model
 
-    @torch.inference_mode()
-    def caption(self, images: Sequence[Image.Image], settings: DecodeSettings = DecodeSettings()) -> list[str]:
-        """Caption a batch of RGB images; returns one caption per image."""
+    @property
+    def processor(self):
         self.load()
-        processor, model = self._loaded
-        pixel_values = processor(images=list(images), return_tensors="pt").pixel_values
-        output_ids = model.generate(
+        return self._loaded[0]
+
+    @property
+    def model(self) -> PreTrainedModel:
+        self.load()
+        return self._loaded[1]
+
+    @property
+    def preprocessing_key(self) -> str:
+        """Equal for captioners whose processors turn an image into the same pixel values."""
+        return self.processor.image_processor.to_json_string()
+
+    def preprocess(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        """RGB images -> the model's pixel values (batch, 3, size, size)."""
+        return self.processor(images=list(images), return_tensors="pt").pixel_values
+
+    @torch.inference_mode()
+    def generate_ids(self, pixel_values: torch.Tensor, settings: DecodeSettings = DecodeSettings()) -> torch.Tensor:
+        """Token ids from `generate()` (bos first, padded after eos), one row per image."""
+        return self.model.generate(
             pixel_values=pixel_values.to(self.device, self.dtype),
             max_new_tokens=settings.max_new_tokens,
             num_beams=settings.num_beams,
             do_sample=False,
         )
-        return [text.strip() for text in processor.batch_decode(output_ids, skip_special_tokens=True)]
+
+    def decode(self, token_ids: torch.Tensor) -> list[str]:
+        """Token ids -> caption texts, special tokens dropped."""
+        return [text.strip() for text in self.processor.batch_decode(token_ids, skip_special_tokens=True)]
+
+    def caption(self, images: Sequence[Image.Image], settings: DecodeSettings = DecodeSettings()) -> list[str]:
+        """Caption a batch of RGB images; returns one caption per image."""
+        return self.decode(self.generate_ids(self.preprocess(images), settings))
 
     def caption_one(self, image: Image.Image, settings: DecodeSettings = DecodeSettings()) -> tuple[str, float]:
         """Caption one image; returns (caption, seconds taken)."""
         start = time.perf_counter()
         (text,) = self.caption([image], settings)
         return text, time.perf_counter() - start
+
+    def warm_up(self) -> None:
+        """Load, then caption a blank image once, so the first real request pays no one-off costs."""
+        self.caption([Image.new("RGB", (64, 64))], DecodeSettings(max_new_tokens=2))
+
+
+def to_dynamic_int8(model: PreTrainedModel) -> None:
+    """Dynamic int8 quantisation of every Linear layer, in place (CPU only; changes outputs)."""
+    with warnings.catch_warnings():  # torch 2.13 announces that this API will move to torchao
+        warnings.filterwarnings("ignore", message=".*quantized tensor creation functions.*")
+        warnings.filterwarnings("ignore", message=".*torch.ao.quantization is deprecated.*")
+        from torch.ao.quantization import quantize_dynamic
+
+        quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
 
 
 def _first_line(error: BaseException) -> str:
@@ -196,12 +270,76 @@ class CaptionResult:
 
 
 def stream_captions(
-    captioners: dict[str, Captioner], image: Image.Image, settings: DecodeSettings = DecodeSettings()
+    captioners: dict[str, Captioner],
+    image: Image.Image,
+    settings: DecodeSettings = DecodeSettings(),
+    *,
+    workers: int | None = None,
 ) -> Iterator[CaptionResult]:
-    """Caption one image with every variant, yielding each result as soon as it is ready."""
-    for variant_id, captioner in captioners.items():
+    """Caption one image with every variant, yielding each result as soon as it is ready.
+
+    Results come in completion order. Captioners with the same image processor share one
+    pre-processing of the image. `workers` variants run at once, each on its share of the CPU
+    threads (default: `CXRCAP_WORKERS`, else 2 when every captioner is on a CPU with 2+ threads,
+    else 1). The worker threads are shared by all requests, so concurrent requests queue for
+    them instead of oversubscribing the cores.
+    """
+    workers = workers or _default_workers(captioners)
+    pixels = _SharedPixels(image)
+
+    def run(variant_id: str, captioner: Captioner) -> CaptionResult:
+        start = time.perf_counter()
         try:
-            text, seconds = captioner.caption_one(image, settings)
-            yield CaptionResult(variant_id, text, seconds, untrained=captioner.untrained)
+            (text,) = captioner.decode(captioner.generate_ids(pixels.of(captioner), settings))
         except VariantUnavailable as error:
-            yield CaptionResult(variant_id, None, 0.0, error=str(error), untrained=captioner.untrained)
+            return CaptionResult(variant_id, None, 0.0, error=str(error), untrained=captioner.untrained)
+        return CaptionResult(variant_id, text, time.perf_counter() - start, untrained=captioner.untrained)
+
+    if workers <= 1:
+        for variant_id, captioner in captioners.items():
+            yield run(variant_id, captioner)
+        return
+    futures = [_worker_pool(workers).submit(run, vid, captioner) for vid, captioner in captioners.items()]
+    try:
+        for future in as_completed(futures):
+            yield future.result()
+    finally:  # the caller stopped early: do not start the variants it no longer waits for
+        for future in futures:
+            future.cancel()
+
+
+def _default_workers(captioners: dict[str, Captioner]) -> int:
+    value = os.environ.get("CXRCAP_WORKERS", "").strip()
+    if value:
+        if not value.isdigit() or int(value) < 1:
+            raise ValueError(f"CXRCAP_WORKERS must be a whole number of at least 1, not {value!r}")
+        return int(value)
+    on_cpu = all(captioner.device.type == "cpu" for captioner in captioners.values())
+    return 2 if on_cpu and _CPU_THREADS >= 2 else 1
+
+
+@functools.cache
+def _worker_pool(workers: int) -> ThreadPoolExecutor:
+    """Long-lived threads, each running torch on CPU_THREADS // workers threads."""
+    return ThreadPoolExecutor(
+        max_workers=workers,
+        thread_name_prefix="cxrcap-caption",
+        initializer=torch.set_num_threads,
+        initargs=(max(1, _CPU_THREADS // workers),),
+    )
+
+
+class _SharedPixels:
+    """One image's pixel values per distinct image processor, computed once (thread-safe)."""
+
+    def __init__(self, image: Image.Image):
+        self.image = image
+        self._by_processor: dict[str, torch.Tensor] = {}
+        self._lock = threading.Lock()
+
+    def of(self, captioner: Captioner) -> torch.Tensor:
+        key = captioner.preprocessing_key
+        with self._lock:
+            if key not in self._by_processor:
+                self._by_processor[key] = captioner.preprocess([self.image])
+            return self._by_processor[key]
