@@ -61,7 +61,7 @@ class CaptionService:
         return list(self.captioners)
 
     def start(self) -> threading.Thread:
-        """Load every variant and WordNet in the background, so the page is up at once."""
+        """Load and warm every variant and WordNet in the background, so the page is up at once."""
         metrics.warm_up(background=True)
         thread = threading.Thread(target=self._load_all, name="cxrcap-load", daemon=True)
         thread.start()
@@ -70,7 +70,7 @@ class CaptionService:
     def _load_all(self) -> None:
         for captioner in self.captioners.values():
             try:
-                captioner.load()
+                captioner.warm_up()  # loads, then pays the first call's one-off costs before any user
             except VariantUnavailable as error:
                 log.warning("%s", error)
 
