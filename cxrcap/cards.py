@@ -67,7 +67,7 @@ def render_card(variant_id: str, outcome: VariantOutcome | None) -> str:
             '<span class="cx-badge cx-waiting">working...</span></h3></div>'
         )
     result = outcome.result
-    badge = f'<span class="cx-badge cx-untrained">untrained</span>' if result.untrained else ""
+    badge = '<span class="cx-badge cx-untrained">untrained</span>' if result.untrained else ""
     if result.caption is None:
         return (
             f'<div class="cx-card" data-variant="{variant_id}"><h3>{label}'
