@@ -198,7 +198,7 @@ def serve_in_a_fresh_process(sources: dict[str, str], image_path: Path, settings
     no more), load the other three, then serve `requests` requests, sampling the RSS."""
     script = textwrap.dedent(f"""
         import time; start = time.perf_counter()
-        import json, resource, sys; sys.path.insert(0, {str(REPO)!r})
+        import json, sys; sys.path.insert(0, {str(REPO)!r})
         import psutil
         from cxrcap.captioner import Captioner, DecodeSettings, quiet_library_logs, stream_captions
         from cxrcap.images import load_image
@@ -219,9 +219,10 @@ def serve_in_a_fresh_process(sources: dict[str, str], image_path: Path, settings
                 pass
             if (request + 1) % max(1, {requests} // 10) == 0:
                 out["samples"].append(rss())
+        # /proc, not getrusage: a child's ru_maxrss starts from its parent's RSS at the fork.
         status = open("/proc/self/status").read()
-        out["anon_file"] = [int(status.split(key + ":")[1].split()[0]) / 2**20 for key in ("RssAnon", "RssFile")]
-        out["peak"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+        kib = lambda key: int(status.split(key + ":")[1].split()[0]) / 2**20
+        out.update(anon=kib("RssAnon"), file=kib("RssFile"), peak=kib("VmHWM"))
         print(json.dumps(out))
     """)  # fmt: skip
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
@@ -333,9 +334,8 @@ def print_latency(lines, naive) -> None:
 
 def print_serving(served: dict) -> None:
     samples = " ".join(f"{x:.2f}" for x in served["samples"])
-    anon, file = served["anon_file"]
     print(f"RSS, fresh process with the four loaded and warm: {served['rss_loaded']:.2f} GiB; after each tenth of "
-          f"the requests: {samples} GiB (anonymous {anon:.2f} + weights mapped from their files {file:.2f}); "
+          f"the requests: {samples} GiB (at the end: anonymous {served['anon']:.2f} + weights mapped from their files {served['file']:.2f}); "
           f"peak {served['peak']:.2f} GiB = {served['peak'] * 2**30 / 1e9:.2f} GB (target <= 3.5 GB, flat)")  # fmt: skip
     to_first = served["imported"] + served["loaded"] + served["first"]
     print(f"cold start, fresh process, local weights: imports {served['imported']:.1f} s + load one variant "
