@@ -23,15 +23,14 @@ from cxrcap.captioner import quiet_library_logs
 from cxrcap.cards import CSS, render_cards
 from cxrcap.comparison import Comparison
 from cxrcap.examples import Example, examples_folder, load_examples
-from cxrcap.images import ImageError, load_image
+from cxrcap.images import DICOM_SUFFIXES, ImageError, load_image
+from cxrcap.report import OUTPUT_FILES
 from cxrcap.service import CaptionService, UserError
 from cxrcap.variants import VARIANT_IDS, parse_variant_ids
 from finetune.recipe import Recipe
 
-MAX_UPLOAD = "25mb"  # cxrcap.images refuses larger files too; this stops them at the door
+MAX_UPLOAD = "25mb"  # below cxrcap.images' own limit (for the CLI and reports): a Space's uploads stop at the door
 QUEUE_SIZE = 16  # waiting requests beyond this are turned away instead of piling up
-RESULTS_FILES = ("results.md", "results.csv", "results.json", "predictions.csv", "metrics.png", "metrics.svg",
-                 "qualitative.png", "qualitative.svg")
 
 
 def parse_args() -> argparse.Namespace:
@@ -78,7 +77,7 @@ def results_tab(results_dir: Path) -> None:
     for name, label in (("metrics.png", "Metrics with 95% bootstrap intervals"), ("qualitative.png", "Examples")):
         if (results_dir / name).exists():
             gr.Image(str(results_dir / name), label=label, interactive=False, buttons=["download", "fullscreen"])
-    files = [str(results_dir / name) for name in RESULTS_FILES if (results_dir / name).exists()]
+    files = [str(results_dir / name) for name in OUTPUT_FILES if (results_dir / name).exists()]
     gr.File(files, label="Download (tables, figures, predictions)", file_count="multiple", interactive=False)
 
 
@@ -87,9 +86,11 @@ def build_demo(service: CaptionService, examples: list[Example], results_dir: Pa
         return render_cards(service.variant_ids, comparison)
 
     @shows_user_errors
-    def on_upload(path):
+    def on_upload(path, ground_truth, example_credit):
         image = service.receive_upload(path)
-        return image, image, "", ""
+        if example_credit:  # the box holds the previous gallery example's caption, not this image's
+            ground_truth = ""
+        return image, image, ground_truth, "", ""
 
     @shows_user_errors
     def on_example(event: gr.SelectData):
@@ -116,7 +117,7 @@ def build_demo(service: CaptionService, examples: list[Example], results_dir: Pa
         with gr.Tab("Caption"):
             with gr.Row(equal_height=False):
                 with gr.Column(scale=1, min_width=300):
-                    upload = gr.File(label="Chest X-ray (PNG, JPEG or DICOM)", file_types=["image", ".dcm", ".dicom"])
+                    upload = gr.File(label="Chest X-ray (PNG, JPEG or DICOM)", file_types=["image", *DICOM_SUFFIXES])
                     preview = gr.Image(label="X-ray", type="pil", interactive=False, height=320)
                     ground_truth = gr.Textbox(label="Ground-truth caption (optional: enables the scores)", lines=3)
                     credit = gr.Markdown()
@@ -137,7 +138,8 @@ def build_demo(service: CaptionService, examples: list[Example], results_dir: Pa
                 gr.Markdown(f"Examples from `{examples_folder()}`; each image's licence and source show when chosen.")
             else:
                 gallery = None
-                gr.Markdown("No examples folder: set `CXRCAP_EXAMPLES` to a folder of X-rays with a CSV (see README).")
+                gr.Markdown(f"No examples: put X-rays with a CSV of captions in `{examples_folder()}` or set "
+                            "`CXRCAP_EXAMPLES` to such a folder (see README); if there is one, the app's log says why it was not used.")
         with gr.Tab("Results"):
             results_tab(results_dir)
         with gr.Tab("About"):
@@ -145,7 +147,7 @@ def build_demo(service: CaptionService, examples: list[Example], results_dir: Pa
 
         caption_inputs = [image_state, ground_truth, num_beams, max_new_tokens]
         caption_outputs = [cards, raw, comparison_state]
-        upload.upload(on_upload, [upload], [preview, image_state, credit, credit_state],
+        upload.upload(on_upload, [upload, ground_truth, credit_state], [preview, image_state, ground_truth, credit, credit_state],
                        api_visibility="private").success(
             on_caption, caption_inputs, caption_outputs, api_visibility="private")
         run.click(on_caption, caption_inputs, caption_outputs, api_visibility="private")

@@ -16,6 +16,7 @@ can differ from fp32 ones.
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import threading
 import time
@@ -37,6 +38,7 @@ from transformers import (
 
 from .variants import Variant, get_variant
 
+log = logging.getLogger(__name__)
 MODEL_CLASSES: dict[str, type[PreTrainedModel]] = {
     "git": GitForCausalLM,
     "blip": BlipForConditionalGeneration,
@@ -97,6 +99,11 @@ def pick_dtype(device: torch.device) -> torch.dtype:
 
 def _is_local(source: str) -> bool:
     return Path(source).expanduser().exists()
+
+
+def _looks_like_a_path(source: str) -> bool:
+    """A hub id is `name` or `owner/name`; anything else was meant as a folder."""
+    return source.startswith(("/", ".", "~")) or source.count("/") > 1 or "\\" in source
 
 
 # from_pretrained is not thread-safe (it builds models under process-wide init contexts, e.g.
@@ -163,8 +170,8 @@ class Captioner:
 
     def _load(self) -> tuple[object, PreTrainedModel]:
         variant, source = self.variant, self.source
-        if not _is_local(source) and (variant.fine_tuned and source == variant.default_source):
-            raise VariantUnavailable(variant, f"the checkpoint folder {source!r} does not exist")
+        if not _is_local(source) and (_looks_like_a_path(source) or variant.fine_tuned and source == variant.default_source):
+            raise VariantUnavailable(variant, f"the folder {source!r} does not exist")
         where = f"folder {source!r}" if _is_local(source) else f"hub id {source!r}"
         try:
             config = AutoConfig.from_pretrained(source)
@@ -230,10 +237,6 @@ class Captioner:
         (text,) = self.caption([image], settings)
         return text, time.perf_counter() - start
 
-    def warm_up(self) -> None:
-        """Load, then caption a blank image once, so the first real request pays no one-off costs."""
-        self.caption([Image.new("RGB", (64, 64))], DecodeSettings(max_new_tokens=2))
-
 
 def to_dynamic_int8(model: PreTrainedModel) -> None:
     """Dynamic int8 quantisation of every Linear layer, in place (CPU only; changes outputs)."""
@@ -293,6 +296,10 @@ def stream_captions(
             (text,) = captioner.decode(captioner.generate_ids(pixels.of(captioner), settings))
         except VariantUnavailable as error:
             return CaptionResult(variant_id, None, 0.0, error=str(error), untrained=captioner.untrained)
+        except Exception as error:  # one variant failing must not take the other three down
+            log.exception("%s failed to caption", variant_id)
+            reason = f"captioning failed ({type(error).__name__}: {_first_line(error)})"
+            return CaptionResult(variant_id, None, 0.0, error=reason, untrained=captioner.untrained)
         return CaptionResult(variant_id, text, time.perf_counter() - start, untrained=captioner.untrained)
 
     if workers <= 1:
@@ -306,6 +313,14 @@ def stream_captions(
     finally:  # the caller stopped early: do not start the variants it no longer waits for
         for future in futures:
             future.cancel()
+
+
+def warm_up(captioners: dict[str, Captioner]) -> list[CaptionResult]:
+    """Load every captioner and caption a blank image once, so the first real request pays no
+    one-off costs (page faults on the weights, first-call set-up). It runs on the caption
+    workers, as requests do: a request arriving meanwhile queues behind it instead of fighting
+    it for the cores, which slows both several-fold on two cores."""
+    return list(stream_captions(captioners, Image.new("RGB", (64, 64)), DecodeSettings(max_new_tokens=2)))
 
 
 def _default_workers(captioners: dict[str, Captioner]) -> int:

@@ -7,15 +7,18 @@ a Space owner adds theirs (see the README).
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import datasets
 
-from .data import load_split
+from .data import DataError, load_split
 
+log = logging.getLogger(__name__)
 DEFAULT_FOLDER = Path(__file__).resolve().parent.parent / "assets" / "examples"
+
 
 @dataclass(frozen=True)
 class Example:
@@ -23,14 +26,21 @@ class Example:
     caption: str
     credit: str
 
+
 def examples_folder() -> Path:
     return Path(os.environ.get("CXRCAP_EXAMPLES") or DEFAULT_FOLDER).expanduser()
 
+
 def load_examples(folder: Path | None = None) -> list[Example]:
-    """The examples whose image file exists; none when the folder is absent."""
+    """The examples whose image file exists; none when the folder is absent or unreadable
+    (the app still starts; the log says why)."""
     folder = folder or examples_folder()
     if not folder.exists():
         return []
-    split = load_split(folder, "examples", chest_only=False)
+    try:
+        split = load_split(folder, "examples", chest_only=False)
+    except DataError as error:
+        log.warning("No examples gallery: %s", error)
+        return []
     rows = split.dataset.cast_column("image", datasets.Image(decode=False))
     return [Example(row["image"]["path"], row["caption"], row["credit"]) for row in rows]

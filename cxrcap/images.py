@@ -1,8 +1,8 @@
 """Any upload -> the 8-bit RGB PIL image the captioning processors expect.
 
 `load_image` accepts a path, raw bytes or a PIL image. Ordinary formats (PNG, JPEG, WebP, BMP,
-TIFF, GIF, ...) go through Pillow; DICOM (found by its 'DICM' marker at byte 128, or a `.dcm`
-name) goes through pydicom. Whatever comes in, the result is an RGB image of the first frame,
+TIFF, GIF, ...) go through Pillow; DICOM (found by its 'DICM' marker at byte 128, or a `.dcm` or
+`.dicom` name) goes through pydicom. Whatever comes in, the result is an RGB image of the first frame,
 upright, with no metadata attached; anything that cannot become that raises `ImageError`, whose
 message is meant for the user.
 
@@ -115,8 +115,11 @@ def _check_file_size(size: int) -> None:
                          f"{MAX_FILE_BYTES / 1e6:.1f} MB.")
 
 
+DICOM_SUFFIXES = (".dcm", ".dicom")
+
+
 def _is_dicom(data: bytes, name: str) -> bool:
-    return data[128:132] == b"DICM" or name.lower().endswith(".dcm")
+    return data[128:132] == b"DICM" or name.lower().endswith(DICOM_SUFFIXES)
 
 
 def _check_pixel_count(width: int, height: int) -> None:
@@ -194,7 +197,7 @@ def _dicom_to_rgb(data: bytes, has_preamble: bool) -> Image.Image:
 
 
 def _decode_dicom(data: bytes, has_preamble: bool) -> Image.Image:
-    # force=True only for a `.dcm` without the preamble (older files); with it, pydicom
+    # force=True only for a `.dcm`/`.dicom` without the preamble (older files); with it, pydicom
     # reads anything, so the checks below decide whether there is an image.
     ds = pydicom.dcmread(io.BytesIO(data), force=not has_preamble, specific_tags=_DICOM_PIXEL_TAGS)
     if "PixelData" not in ds:

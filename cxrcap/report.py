@@ -5,12 +5,15 @@ with every variant in batches, and writes into `--out` (default `results/`):
 
 - `predictions.csv`  id, reference, one column per variant and per baseline: the table can be
                      recomputed from it (`--from-predictions`) without generating again;
+- `predictions.json` how those captions were made (decoding settings, untrained weights or
+                     not): `--from-predictions` labels the rows with it, never with its own flags;
 - `results.md|csv|json`  one row per variant plus the two baselines, every metric with its
                      bootstrap 95% CI, the number of images, the decoding settings, the metric
                      implementations, unavailable variants with their reason, and the images
                      that could not be evaluated (missing file, unreadable) by id;
 - `metrics.png|svg`  grouped bar chart with CI whiskers; `qualitative.png|svg` X-rays with the
-                     original caption and each model's caption (the study's slides, generated).
+                     original caption and each model's caption (the study's slides, generated),
+                     drawn by `cxrcap.figures`.
 
 Two baselines that never look at the image are always in the table, because a constant
 caption can outscore real models on n-gram metrics:
@@ -28,7 +31,6 @@ import csv
 import json
 import random
 import sys
-import textwrap
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -38,8 +40,6 @@ from pathlib import Path
 
 import datasets
 import torch
-from matplotlib import rc_context
-from matplotlib.figure import Figure
 from PIL import Image
 from tqdm.auto import tqdm
 
@@ -57,9 +57,11 @@ from .images import ImageError, load_image
 from .variants import parse_variant_ids
 
 PREDICTIONS_FILE = "predictions.csv"
-OUTPUT_FILES = (PREDICTIONS_FILE, "results.md", "results.csv", "results.json",
+PREDICTIONS_RECORD = "predictions.json"  # beside any predictions CSV: `record_path`
+OUTPUT_FILES = (PREDICTIONS_FILE, PREDICTIONS_RECORD, "results.md", "results.csv", "results.json",
                 "metrics.png", "metrics.svg", "qualitative.png", "qualitative.svg")
 CONSTANT, RANDOM = "constant-caption", "random-caption"
+UNKNOWN_DECODING = "decoding settings unknown"
 CI_LEVEL = 0.95
 PREPROCESS_CHUNK = 32
 METRIC_LABELS = {
@@ -114,6 +116,19 @@ class EvaluationSet:
 
 
 @dataclass
+class PredictionsRecord:
+    """How the variants' captions were made: generated now, or read back beside a predictions CSV."""
+
+    settings: DecodeSettings | None  # None: unknown (an older or hand-made CSV); why_unknown says why
+    why_unknown: str | None = None
+
+    def describe(self) -> str:
+        if self.settings:
+            return self.settings.describe()
+        return f"{UNKNOWN_DECODING} ({self.why_unknown}); the untrained labels follow this command's --tiny-random"
+
+
+@dataclass
 class BaselinePool:
     captions: list[str]
     ids: list[str]
@@ -159,10 +174,12 @@ def run(args: argparse.Namespace) -> int:
         )
 
     batch_size = args.batch_size or default_batch_size(pick_device())
-    if args.from_predictions:
-        predictions, rows = predictions_from_csv(args.from_predictions, evaluation.ids, captioners, settings)
+    if args.from_predictions:  # labelled with how the captions were made, not with this command's flags
+        predictions, rows, record = predictions_from_csv(args.from_predictions, evaluation.ids, captioners)
+        _note_ignored_flags(args, settings, record, rows)
     else:
         predictions, rows = generate_predictions(captioners, evaluation.images, settings, batch_size)
+        record = PredictionsRecord(settings)
 
     pool = baseline_pool(args.data, split)
     baselines = baseline_predictions(pool, evaluation.ids, seed=args.seed)
@@ -175,15 +192,17 @@ def run(args: argparse.Namespace) -> int:
         if row.available:
             score_row(row, predictions[row.name], evaluation.references, args.bootstrap, args.seed)
 
-    meta = report_meta(args, evaluation, pool, settings, batch_size)
+    meta = report_meta(args, evaluation, pool, record, rows, batch_size)
     args.out.mkdir(parents=True, exist_ok=True)
-    write_predictions(args.out / PREDICTIONS_FILE, evaluation, predictions, rows)
+    write_predictions(args.out / PREDICTIONS_FILE, evaluation, predictions, rows, record)
     write_json(args.out / "results.json", rows, meta)
     write_csv(args.out / "results.csv", rows)
     markdown = results_markdown(rows, meta)
     (args.out / "results.md").write_text(markdown, encoding="utf-8")
-    plot_metrics(rows, meta, args.out / "metrics")
-    plot_qualitative(evaluation, predictions, rows, args.qualitative, args.out / "qualitative")
+    from . import figures  # imports matplotlib: only once there is something to draw
+
+    figures.plot_metrics(rows, meta, args.out / "metrics")
+    figures.plot_qualitative(evaluation, predictions, rows, args.qualitative, args.out / "qualitative")
     print(markdown)
     print(f"wrote {', '.join(OUTPUT_FILES)} to {args.out}/", file=sys.stderr)
     return 0 if all(row.available for row in rows) else 1
@@ -302,10 +321,42 @@ def _model_row(variant_id: str, captioner: Captioner, settings: DecodeSettings) 
     )
 
 
+def record_path(predictions_csv: Path) -> Path:
+    """Where the record of how a predictions CSV was made lives: beside it, same stem, `.json`."""
+    return predictions_csv.with_suffix(".json")
+
+
+def read_record(predictions_csv: Path, variant_ids: Sequence[str]) -> tuple[PredictionsRecord, dict[str, bool]]:
+    """How an earlier predictions CSV's captions were made, and which variants' weights were untrained.
+
+    Without a record that describes every one of `variant_ids` (an older or hand-made CSV), the
+    settings are unknown and no variant's training is known: the caller says so, never guesses.
+    """
+    path = record_path(predictions_csv)
+    if not path.is_file():
+        return PredictionsRecord(None, f"{predictions_csv} has no {path.name} beside it"), {}
+    try:
+        written = json.loads(path.read_text(encoding="utf-8"))
+        if written["num_beams"] is None:
+            return PredictionsRecord(None, f"{path} records them as unknown"), {}
+        settings = DecodeSettings(num_beams=written["num_beams"], max_new_tokens=written["max_new_tokens"])
+        untrained = {str(name): bool(value) for name, value in written["untrained"].items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+        return PredictionsRecord(None, f"{path} cannot be read: {error!r}"), {}
+    undescribed = [variant_id for variant_id in variant_ids if variant_id not in untrained]
+    if undescribed:
+        return PredictionsRecord(None, f"{path} does not describe the {', '.join(undescribed)} column(s)"), {}
+    return PredictionsRecord(settings), untrained
+
+
 def predictions_from_csv(
-    path: Path, ids: list[str], captioners: dict[str, Captioner], settings: DecodeSettings
-) -> tuple[dict[str, list[str]], list[Row]]:
-    """The variants' captions from an earlier predictions.csv, aligned to `ids`."""
+    path: Path, ids: list[str], captioners: dict[str, Captioner]
+) -> tuple[dict[str, list[str]], list[Row], PredictionsRecord]:
+    """The variants' captions from an earlier predictions CSV, aligned to `ids`, labelled by its record.
+
+    Decoding settings and untrained weights come from the record beside the CSV (`record_path`);
+    without one, the rows say the settings are unknown and `untrained` follows --tiny-random.
+    """
     try:
         with path.open(newline="", encoding="utf-8") as file:
             table = {row["id"]: row for row in csv.DictReader(file)}
@@ -318,15 +369,33 @@ def predictions_from_csv(
             f"(first: {absent[0]}); use the same --data, --split and --limit as when it was made"
         )
     columns = next(iter(table.values())).keys()
+    record, untrained = read_record(path, [variant_id for variant_id in captioners if variant_id in columns])
     predictions, rows = {}, []
     for variant_id, captioner in captioners.items():
-        row = _model_row(variant_id, captioner, settings)
+        row = Row(
+            variant_id, captioner.variant.label, "model", untrained=untrained.get(variant_id, captioner.untrained),
+            settings=record.settings.describe() if record.settings else UNKNOWN_DECODING,
+        )
         rows.append(row)
         if variant_id in columns:
             predictions[variant_id] = [table[image_id][variant_id] for image_id in ids]
         else:
             row.reason = f"{path} has no {variant_id!r} column (the variant was unavailable or not asked for)"
-    return predictions, rows
+    return predictions, rows, record
+
+
+def _note_ignored_flags(
+    args: argparse.Namespace, asked: DecodeSettings, record: PredictionsRecord, rows: list[Row]
+) -> None:
+    """Tell the user when the rows' labels do not follow this command's decoding flags."""
+    if record.settings is None:
+        print(f"note: {record.describe()}", file=sys.stderr)
+        return
+    untrained = any(row.untrained for row in rows if row.kind == "model")
+    if record.settings != asked or untrained != args.tiny_random:
+        weights = "untrained tiny random weights" if untrained else "trained weights"
+        print(f"note: the captions in {args.from_predictions} were made with {weights}, {record.settings.describe()}: "
+              "the table says so, whatever --beams, --max-new-tokens and --tiny-random say now", file=sys.stderr)
 
 
 # ---------------------------------------------------------------- baselines
@@ -427,8 +496,11 @@ def score_row(row: Row, predictions: list[str], references: list[str], n_resampl
     row.ci = {key: (float(lo), float(hi)) for key, (lo, hi) in intervals.items()}
 
 
-def report_meta(args, evaluation: EvaluationSet, pool: BaselinePool, settings: DecodeSettings, batch_size: int) -> dict:
+def report_meta(
+    args, evaluation: EvaluationSet, pool: BaselinePool, record: PredictionsRecord, rows: list[Row], batch_size: int
+) -> dict:
     generated = not args.from_predictions
+    settings = record.settings
     device = pick_device()
     return {
         "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -440,9 +512,9 @@ def report_meta(args, evaluation: EvaluationSet, pool: BaselinePool, settings: D
         "n_images": len(evaluation.ids),
         "missing_images": evaluation.missing,
         "unreadable_images": evaluation.unreadable,
-        "decoding": settings.describe(),
-        "num_beams": settings.num_beams,
-        "max_new_tokens": settings.max_new_tokens,
+        "decoding": record.describe(),
+        "num_beams": settings.num_beams if settings else None,
+        "max_new_tokens": settings.max_new_tokens if settings else None,
         "device": str(device) if generated else None,
         "dtype": str(pick_dtype(device)).removeprefix("torch.") if generated else None,
         "batch_size": batch_size if generated else None,
@@ -450,7 +522,7 @@ def report_meta(args, evaluation: EvaluationSet, pool: BaselinePool, settings: D
         "baseline_pool": pool.description,
         "metric_implementations": dict(metrics.METRIC_IMPLEMENTATIONS),
         "bootstrap": {"resamples": args.bootstrap, "seed": args.seed, "level": CI_LEVEL, "unit": "image"},
-        "untrained_note": UNTRAINED_NOTE if args.tiny_random else None,
+        "untrained_note": UNTRAINED_NOTE if any(row.untrained for row in rows if row.kind == "model") else None,
     }
 
 
@@ -458,14 +530,25 @@ def report_meta(args, evaluation: EvaluationSet, pool: BaselinePool, settings: D
 
 
 def write_predictions(
-    path: Path, evaluation: EvaluationSet, predictions: dict[str, list[str]], rows: list[Row]
+    path: Path, evaluation: EvaluationSet, predictions: dict[str, list[str]], rows: list[Row], record: PredictionsRecord
 ) -> None:
+    """The captions as a CSV, and beside it the record of how they were made (`read_record` reads it)."""
     columns = [row.name for row in rows if row.name in predictions]
     with path.open("w", newline="", encoding="utf-8") as file:
         writer = csv.writer(file)
         writer.writerow(["id", "reference", *columns])
         for i, (image_id, reference) in enumerate(zip(evaluation.ids, evaluation.references)):
             writer.writerow([image_id, reference, *(predictions[name][i] for name in columns)])
+    settings = record.settings
+    written = {
+        "about": f"How the model captions in {path.name} were made; "
+        "`python -m cxrcap report --from-predictions` labels its rows with this (null: unknown).",
+        "num_beams": settings.num_beams if settings else None,
+        "max_new_tokens": settings.max_new_tokens if settings else None,
+        "untrained": {row.name: row.untrained for row in rows if row.kind == "model" and row.name in predictions}
+        if settings else None,
+    }
+    record_path(path).write_text(json.dumps(written, indent=2) + "\n", encoding="utf-8")
 
 
 def _row_record(row: Row) -> dict:
@@ -544,100 +627,3 @@ def results_markdown(rows: list[Row], meta: dict) -> str:
     lines += ["", f"Generated {meta['generated_at']} by cxrcap {meta['cxrcap_version']}. "
               + "Captions are research suggestions, never clinical decisions.", ""]
     return "\n".join(lines)
-
-
-# ---------------------------------------------------------------- figures
-
-PROJECTOR_STYLE = {"font.size": 17, "axes.titlesize": 22, "axes.labelsize": 20, "legend.fontsize": 16}
-# GIT blues, BLIP reds; base dark, fine-tuned light: the same colour for a variant in every figure.
-VARIANT_COLOURS = {"git-base": "#1f4e9c", "git-base-ft": "#5fa2dd", "blip-base": "#b2182b", "blip-base-ft": "#f4845f"}
-BASELINE_STYLES = {CONSTANT: {"color": "#7f7f7f", "hatch": "//"}, RANDOM: {"color": "#c7c7c7", "hatch": ".."}}
-
-
-def _save(figure: Figure, stem: Path) -> None:
-    # The constrained layout already fits everything in: bbox_inches="tight" would draw twice.
-    figure.savefig(stem.with_suffix(".png"), dpi=120)
-    figure.savefig(stem.with_suffix(".svg"))
-
-
-def plot_metrics(rows: list[Row], meta: dict, stem: Path) -> None:
-    """Grouped bars, one group per metric, with CI whiskers; CIDEr on its own axis (its range is 0-10)."""
-    shown = [row for row in rows if row.available]
-    groups = [[k for k in METRIC_ORDER if k != "cider"], ["cider"]]
-    width = 0.8 / len(shown)
-    with rc_context(PROJECTOR_STYLE):
-        figure = Figure(figsize=(20, 8), layout="constrained")
-        axes = figure.subplots(1, 2, gridspec_kw={"width_ratios": [len(groups[0]), 1.6]})
-        for i, row in enumerate(shown):
-            style = BASELINE_STYLES.get(row.name) or {"color": VARIANT_COLOURS[row.name]}
-            for ax, keys in zip(axes, groups):
-                x = [j + (i - (len(shown) - 1) / 2) * width for j in range(len(keys))]
-                values = [row.scores[k] for k in keys]
-                errors = [[v - row.ci[k][0] for k, v in zip(keys, values)],
-                          [row.ci[k][1] - v for k, v in zip(keys, values)]]
-                ax.bar(x, values, width, yerr=errors, capsize=3, edgecolor="black", linewidth=0.6,
-                       label=row.display_label, **style)
-        for ax, keys in zip(axes, groups):
-            ax.set_xticks(range(len(keys)), [METRIC_LABELS[k] for k in keys])
-            ax.grid(axis="y", alpha=0.3)
-            ax.set_axisbelow(True)
-        axes[0].set_ylim(0, 1.05)
-        axes[0].set_ylabel("score (higher is better)")
-        axes[0].tick_params(axis="x", labelrotation=20)
-        title = f"{meta['n_images']} images, {meta['split']} split; whiskers: {CI_LEVEL:.0%} bootstrap CI"
-        if meta["untrained_note"]:
-            title = "UNTRAINED tiny random weights: pipeline check only\n" + title
-        figure.suptitle(title, color="#b00000" if meta["untrained_note"] else "black")
-        handles, labels = axes[0].get_legend_handles_labels()
-        figure.legend(handles, labels, loc="outside lower center", ncol=min(len(shown), 3))
-        _save(figure, stem)
-
-
-def _wrapped(text: str, width: int, max_chars: int = 260) -> str:
-    text = " ".join(text.split())
-    if len(text) > max_chars:
-        text = text[: max_chars - 1].rsplit(" ", 1)[0] + " …"
-    return textwrap.fill(text, width)
-
-
-def plot_qualitative(
-    evaluation: EvaluationSet, predictions: dict[str, list[str]], rows: list[Row], n: int, stem: Path
-) -> None:
-    """The first N X-rays, each beside its original caption and every available model's caption."""
-    models = [row for row in rows if row.kind == "model" and row.available]
-    n = min(n, len(evaluation.ids))
-    font = PROJECTOR_STYLE["font.size"]
-    line = font * 1.4  # points per text line, spacing included
-    panels = []  # per X-ray: [(heading, wrapped caption, colour)]
-    for i in range(n):
-        blocks = [(f"Original caption ({evaluation.ids[i]})", evaluation.references[i], "black")]
-        blocks += [(row.display_label, predictions[row.name][i], VARIANT_COLOURS[row.name]) for row in models]
-        panels.append([(_wrapped(heading, 56), _wrapped(text or "(empty caption)", 56), colour)
-                       for heading, text, colour in blocks])
-    # Each row is as tall as its X-ray or its text, whichever needs more (inches).
-    line_counts = [sum(head.count("\n") + body.count("\n") + 2.5 for head, body, _ in blocks) for blocks in panels]
-    heights = [max(5.0, count * line / 72) + 0.6 for count in line_counts]
-    with rc_context(PROJECTOR_STYLE):
-        figure = Figure(figsize=(16, sum(heights) + 0.6), layout="constrained")
-        axes = figure.subplots(n, 2, gridspec_kw={"width_ratios": [1, 1.4], "height_ratios": heights}, squeeze=False)
-        for i, ((image_ax, text_ax), blocks) in enumerate(zip(axes, panels)):
-            thumbnail = evaluation.images[i].copy()
-            thumbnail.thumbnail((768, 768))  # keeps the SVG small; sharp enough on a projector
-            image_ax.imshow(thumbnail)
-            image_ax.set_anchor("N")
-            image_ax.set_xticks([])
-            image_ax.set_yticks([])
-            if evaluation.credits[i]:
-                image_ax.set_xlabel(_wrapped(evaluation.credits[i], 50), fontsize=12, color="#444444")
-            text_ax.axis("off")
-            # Offsets in points from the panel's top, so the spacing follows the font, not the panel.
-            offset = 0.0
-            for heading, body, colour in blocks:
-                for text, indent, style in ((heading, 0, {"color": colour, "fontweight": "bold"}), (body, 12, {})):
-                    text_ax.annotate(text, (0, 1), xycoords="axes fraction", xytext=(indent, -offset),
-                                     textcoords="offset points", va="top", linespacing=1.2, **style)
-                    offset += line * (text.count("\n") + 1)
-                offset += line / 2
-        if any(row.untrained for row in models):
-            figure.suptitle("Captions from UNTRAINED tiny random weights: noise, not real captions", color="#b00000")
-        _save(figure, stem)

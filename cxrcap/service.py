@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import shutil
 import tempfile
 import threading
 import time
@@ -19,9 +20,10 @@ from pathlib import Path
 from PIL import Image
 
 from . import metrics
-from .captioner import Captioner, DecodeSettings, VariantUnavailable, build_captioners, stream_captions
+from .captioner import Captioner, DecodeSettings, build_captioners, stream_captions, warm_up
 from .comparison import Comparison, clean_ground_truth
 from .images import ImageError, load_image
+from .wordnet import WordNetMissingError
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +32,8 @@ log = logging.getLogger(__name__)
 # or its DICOM header) from memory for a short while.
 RECENT_UPLOADS = 4
 RECENT_UPLOAD_SECONDS = 120
+# Exported slides show the X-ray: Gradio serves its own copy, ours go after this long.
+EXPORT_SECONDS = 600
 
 
 class UserError(ValueError):
@@ -61,18 +65,18 @@ class CaptionService:
         return list(self.captioners)
 
     def start(self) -> threading.Thread:
-        """Load and warm every variant and WordNet in the background, so the page is up at once."""
-        metrics.warm_up(background=True)
+        """Load and warm every variant, then WordNet, in the background, so the page is up at once."""
         thread = threading.Thread(target=self._load_all, name="cxrcap-load", daemon=True)
         thread.start()
         return thread
 
     def _load_all(self) -> None:
-        for captioner in self.captioners.values():
-            try:
-                captioner.warm_up()  # loads, then pays the first call's one-off costs before any user
-            except VariantUnavailable as error:
-                log.warning("%s", error)
+        for result in warm_up(self.captioners):
+            if result.error:
+                log.warning("%s", result.error)
+        # After the models: parsing WordNet holds the interpreter for seconds. A score asked for
+        # earlier starts the load itself.
+        metrics.warm_up(background=True)
 
     def receive_upload(self, path: str | os.PathLike | None) -> Image.Image:
         """Decode an uploaded file, then delete it: uploads (and DICOM headers) are not kept."""
@@ -115,7 +119,10 @@ class CaptionService:
         comparison = Comparison(ground_truth, settings)
         yield comparison, notice
         for result in stream_captions(self.captioners, image, settings):
-            comparison.add(result)
+            try:
+                comparison.add(result)
+            except WordNetMissingError as error:  # a broken install: say how to fix it
+                raise UserError(str(error)) from None
             yield comparison, notice
 
     def caption_rows(self, path, ground_truth=None, num_beams=1, max_new_tokens=30) -> list[dict]:
@@ -130,11 +137,18 @@ class CaptionService:
         """The current comparison as a slide (PNG, with the image's credit) and a table (CSV)."""
         if image is None or comparison is None or not comparison.outcomes:
             raise UserError("Caption an X-ray first; then its comparison can be downloaded.")
+        self._delete_old_exports()
         folder = Path(tempfile.mkdtemp(prefix="comparison-", dir=self.exports))
         slide, table = folder / "cxrcap-comparison.png", folder / "cxrcap-comparison.csv"
         comparison.to_slide(image, credit).save(slide)
         table.write_text(comparison.to_csv(), encoding="utf-8")
         return [str(slide), str(table)]
+
+    def _delete_old_exports(self) -> None:
+        cutoff = time.time() - EXPORT_SECONDS
+        for folder in self.exports.glob("comparison-*"):
+            if folder.stat().st_mtime < cutoff:
+                shutil.rmtree(folder, ignore_errors=True)
 
 
 def _digest(path) -> str | None:

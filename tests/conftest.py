@@ -51,33 +51,9 @@ def tiny_sources(isolated_cache) -> dict[str, str]:
 def app_url(tiny_sources, cxr_examples_dir, tmp_path_factory):
     """`python app.py --tiny-random` on a free loopback port, as a user starts it."""
     import os
-    import socket
-    import subprocess
-    import sys
-    import time
-    import urllib.request
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    log = (tmp_path_factory.mktemp("app") / "app.log").open("w")
-    env = dict(os.environ, CXRCAP_EXAMPLES=str(cxr_examples_dir), PYTHONUNBUFFERED="1",
-               CXRCAP_RESULTS=str(tmp_path_factory.mktemp("no-results")))
-    process = subprocess.Popen(
-        [sys.executable, "app.py", "--tiny-random", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            urllib.request.urlopen(url, timeout=2)
-            break
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                pytest.fail(f"the app did not start; see {log.name}")
-            time.sleep(0.5)
-    yield url
-    process.terminate()
-    process.wait(timeout=30)
+    from benchmarks.app_process import running_app
+
+    env = dict(os.environ, CXRCAP_EXAMPLES=str(cxr_examples_dir), CXRCAP_RESULTS=str(tmp_path_factory.mktemp("no-results")))
+    with running_app(["--tiny-random"], env, tmp_path_factory.mktemp("app") / "app.log") as url:
+        yield url

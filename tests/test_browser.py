@@ -59,7 +59,7 @@ def test_bad_upload_shows_a_message_not_a_traceback(browser, app_url, tmp_path):
     page.close()
 
 
-def test_choosing_an_example_fills_the_ground_truth_and_captions_it(browser, app_url):
+def test_choosing_an_example_fills_the_ground_truth_and_captions_it(browser, app_url, cxr_image):
     page = browser.new_page(viewport={"width": 1366, "height": 900})
     page.goto(app_url)
     # Thumbnails still load after earlier uploads of the same image (shared Gradio cache).
@@ -73,4 +73,12 @@ def test_choosing_an_example_fills_the_ground_truth_and_captions_it(browser, app
     expect(page.locator("#cards .cx-scores")).to_have_count(4, timeout=60_000)
     expect(page.get_by_text("Example credit").first).to_be_visible()
     page.screenshot(path=str(SCREENSHOTS / "example.png"), full_page=True)
+
+    # An upload after an example is not scored against the example's caption.
+    page.locator("input[type=file]").first.set_input_files(str(cxr_image))
+    expect(page.get_by_label("Ground-truth caption")).to_have_value("", timeout=30_000)
+    expect(page.get_by_text("Example credit")).to_have_count(0)
+    expect(page.locator("#cards .cx-caption")).to_have_count(4, timeout=60_000)
+    expect(page.locator("#cards .cx-truth")).to_have_count(0)
+    expect(page.locator("#cards .cx-scores")).to_have_count(0)
     page.close()

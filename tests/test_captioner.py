@@ -4,7 +4,7 @@ import pytest
 import torch
 from transformers import AutoProcessor
 
-from cxrcap.captioner import MODEL_CLASSES, Captioner, DecodeSettings, VariantUnavailable, stream_captions
+from cxrcap.captioner import MODEL_CLASSES, Captioner, DecodeSettings, VariantUnavailable, stream_captions, warm_up
 from cxrcap.images import load_image
 from cxrcap.variants import VARIANT_IDS, VARIANTS
 
@@ -72,6 +72,20 @@ def test_cards_arrive_in_completion_order_and_a_broken_variant_does_not_stop_the
         captioners["blip-base"].load()  # remembered, not retried
 
 
+@pytest.mark.parametrize("workers", [2, 1])
+def test_a_variant_that_fails_while_captioning_gets_an_error_card_and_the_others_still_caption(tiny_sources, xrays, monkeypatch, workers):
+    captioners = {vid: Captioner(vid, tiny_sources[vid]) for vid in ("git-base", "blip-base")}
+
+    def out_of_memory(*args, **kwargs):
+        raise RuntimeError("DefaultCPUAllocator: can't allocate memory\nsecond line")
+
+    monkeypatch.setattr(captioners["git-base"], "generate_ids", out_of_memory)
+    results = {r.variant_id: r for r in stream_captions(captioners, xrays[0], DecodeSettings(max_new_tokens=5), workers=workers)}
+    assert results["git-base"].caption is None
+    assert results["git-base"].error == "captioning failed (RuntimeError: DefaultCPUAllocator: can't allocate memory)"
+    assert results["blip-base"].error is None and results["blip-base"].caption
+
+
 def test_int8_is_opt_in_and_still_captions(tiny_sources, xrays, monkeypatch):
     def quantized_layers(captioner):
         return sum(isinstance(m, torch.ao.nn.quantized.dynamic.Linear) for m in captioner.model.modules())
@@ -86,11 +100,12 @@ def test_int8_is_opt_in_and_still_captions(tiny_sources, xrays, monkeypatch):
         Captioner("git-base", tiny_sources["git-base"], device=torch.device("cuda"), quantize_int8=True)
 
 
-def test_warm_up_loads_the_model_and_captions_once(tiny_sources):
-    captioner = Captioner("git-base-ft", tiny_sources["git-base-ft"])
-    assert not captioner.is_loaded
-    captioner.warm_up()
-    assert captioner.is_loaded
+def test_warm_up_loads_each_model_and_reports_the_unavailable(tiny_sources, tmp_path):
+    captioners = {"git-base-ft": Captioner("git-base-ft", tiny_sources["git-base-ft"]), "blip-base": Captioner("blip-base", str(tmp_path))}
+    assert not captioners["git-base-ft"].is_loaded
+    results = {r.variant_id: r for r in warm_up(captioners)}
+    assert captioners["git-base-ft"].is_loaded and results["git-base-ft"].error is None
+    assert "no readable model config" in results["blip-base"].error
 
 
 @pytest.mark.parametrize("settings", [dict(num_beams=0), dict(num_beams=9), dict(max_new_tokens=0), dict(max_new_tokens=129)])
@@ -104,3 +119,9 @@ def test_a_bad_workers_setting_is_refused_with_a_clear_message(captioners, xrays
     monkeypatch.setenv("CXRCAP_WORKERS", value)
     with pytest.raises(ValueError, match="CXRCAP_WORKERS must be a whole number"):
         list(stream_captions(captioners, xrays[0]))
+
+
+@pytest.mark.parametrize("source", ["/no/such/checkpoint", "./runs/git-ft", "~/missing", "runs/git/ft"])
+def test_a_mistyped_folder_is_named_as_a_folder_not_a_hub_id(source):
+    with pytest.raises(VariantUnavailable, match=f"the folder '{source}' does not exist"):
+        Captioner("git-base", source).load()

@@ -324,13 +324,14 @@ def test_dicom_rgb_keeps_its_colours():
     assert np.array_equal(_assert_rgb(image, (5, 4)), colour)
 
 
-def test_dicom_without_preamble_by_dcm_name_and_by_content(tmp_path):
+@pytest.mark.parametrize("name", ["old.dcm", "OLD.DICOM"])
+def test_dicom_without_preamble_by_dcm_name_and_by_content(tmp_path, name):
     ds = _windowed_xray()
     expected = np.asarray(load_image(_dicom_bytes(ds)))
     del ds.file_meta
     bare = io.BytesIO()
     ds.save_as(bare, implicit_vr=True, little_endian=True)  # no preamble, no file meta
-    path = tmp_path / "old.dcm"
+    path = tmp_path / name
     path.write_bytes(bare.getvalue())
     assert np.array_equal(np.asarray(load_image(path)), expected)
     with pytest.raises(ImageError, match="not an image"):  # without the name it is not recognised

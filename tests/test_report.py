@@ -12,7 +12,7 @@ from cxrcap.__main__ import main
 from cxrcap.report import CONSTANT, RANDOM, BaselinePool, baseline_predictions, best_matching_caption
 
 OUTPUT_FILES = {
-    "predictions.csv", "results.md", "results.csv", "results.json",
+    "predictions.csv", "predictions.json", "results.md", "results.csv", "results.json",
     "metrics.png", "metrics.svg", "qualitative.png", "qualitative.svg",
 }
 VARIANT_IDS = ["git-base", "git-base-ft", "blip-base", "blip-base-ft"]
@@ -35,7 +35,7 @@ def read_rows(out) -> dict[str, dict]:
 @pytest.fixture(scope="module")
 def tiny_report(cxr_examples_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("report")
-    exit_code = report(cxr_examples_dir, out, "--tiny-random", "--limit", "5")
+    exit_code = report(cxr_examples_dir, out, "--tiny-random", "--limit", "5", "--beams", "2")
     return out, exit_code
 
 
@@ -48,7 +48,7 @@ def test_writes_every_file_with_one_row_per_variant_and_baseline(tiny_report):
     for name in VARIANT_IDS:
         assert rows[name]["status"] == "ok" and rows[name]["untrained"] is True
         assert rows[name]["label"].endswith("(untrained)")
-        assert rows[name]["settings"] == "greedy, at most 6 new tokens"
+        assert rows[name]["settings"] == "beam search (2 beams), at most 6 new tokens"
     assert all(row["n_images"] == 5 for row in rows.values())
     for name in ("metrics", "qualitative"):
         with Image.open(out / f"{name}.png") as png:
@@ -187,6 +187,33 @@ def test_from_predictions_rescores_the_csv_without_generating(tiny_report, cxr_e
     assert rows["git-base"]["seconds"] is None
     assert rows["blip-base"]["scores"] == before["blip-base"]["scores"]
     assert rows[CONSTANT]["scores"] == before[CONSTANT]["scores"]
+    # A CSV with no predictions.json beside it: how its captions were made is unknown, and the table says so.
+    assert rows["git-base"]["settings"] == "decoding settings unknown"
+    document = json.loads((rescored / "results.json").read_text())
+    assert document["num_beams"] is None and document["max_new_tokens"] is None
+    assert "Decoding: decoding settings unknown (" in (rescored / "results.md").read_text()
+    assert json.loads((rescored / "predictions.json").read_text())["num_beams"] is None
+
+
+def test_from_predictions_labels_rows_as_the_captions_were_made_not_by_its_flags(
+    tiny_report, cxr_examples_dir, tmp_path, capsys
+):
+    out, _ = tiny_report  # made with --tiny-random --beams 2 --max-new-tokens 6
+    rescored = tmp_path / "rescored"
+    code = main(["report", "--data", str(cxr_examples_dir), "--out", str(rescored), "--limit", "5",
+                 "--bootstrap", "30", "--qualitative", "2", "--from-predictions", str(out / "predictions.csv")])
+    assert code == 0
+    before, after = read_rows(out), read_rows(rescored)
+    for name in VARIANT_IDS:
+        for key in ("label", "untrained", "settings", "scores"):
+            assert after[name][key] == before[name][key], (name, key)
+    original, again = (json.loads((folder / "results.json").read_text()) for folder in (out, rescored))
+    assert (original["num_beams"], original["max_new_tokens"]) == (2, 6) and original["untrained_note"]
+    for key in ("decoding", "num_beams", "max_new_tokens", "untrained_note"):
+        assert again[key] == original[key], key
+    assert "untrained tiny random weights" in (rescored / "results.md").read_text()
+    assert (rescored / "predictions.json").read_text() == (out / "predictions.json").read_text()
+    assert "made with untrained tiny random weights, beam search (2 beams)" in capsys.readouterr().err
 
 
 def test_from_predictions_for_other_images_is_a_clear_error(tiny_report, cxr_examples_dir, tmp_path, capsys):

@@ -3,6 +3,7 @@
 import csv
 import io
 import shutil
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -86,6 +87,25 @@ def test_export_writes_a_slide_and_a_csv(service, xray):
     assert all(r["caption"] and r["ground_truth"] == "chest radiograph with left pneumothorax" for r in rows)
     with pytest.raises(UserError, match="Caption an X-ray first"):
         service.export(None, None)
+
+
+def test_exported_slides_do_not_pile_up(service, xray, monkeypatch):
+    comparison = list(service.compare(xray, "", 1, 4))[-1][0]
+    old_slide, _ = service.export(xray, comparison)
+    monkeypatch.setattr("cxrcap.service.EXPORT_SECONDS", 0)  # everything earlier counts as old
+    new_slide, _ = service.export(xray, comparison)
+    assert not Path(old_slide).exists() and Path(new_slide).exists()
+
+
+def test_missing_wordnet_is_a_message_saying_how_to_fix_it(service, xray, monkeypatch):
+    from cxrcap.wordnet import WordNetMissingError
+
+    def no_wordnet(*args, **kwargs):
+        raise WordNetMissingError("METEOR needs WordNet: apt-get install wordnet-base wordnet-sense-index")
+
+    monkeypatch.setattr("cxrcap.comparison.score", no_wordnet)
+    with pytest.raises(UserError, match="apt-get install wordnet-base"):
+        list(service.compare(xray, "chest x-ray", 1, 4))
 
 
 def test_unavailable_variant_shows_why_and_the_others_work(tiny_sources, xray, tmp_path, monkeypatch):
