@@ -4,9 +4,9 @@
     python benchmarks/caption_latency.py --requests 200   # the RSS-is-flat check (~20 min)
     python benchmarks/caption_latency.py --profile        # where one caption's time goes, per family
 
-Base-size random variants are built locally once (benchmarks/report_speed.py's
-`base_size_sources`: git-base and blip-base shapes, a 30,522-token vocabulary, one folder per
-family in ~/.cache/cxrcap, shared by base and fine-tuned: same compute). Random
+Base-size random variants are built locally once (`cxrcap.tiny.tiny_sources(base_size=True)`:
+git-base and blip-base shapes, a 30,522-token vocabulary, one folder of its own weights per
+variant in ~/.cache/cxrcap, as the real four are four weight files). Random
 weights rarely emit eos, so every caption runs to --max-new-tokens (the worst case). All paths
 caption the same real X-rays from ../shared/data/cxr-examples:
 

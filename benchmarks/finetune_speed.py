@@ -15,7 +15,7 @@ warm-up steps' extra time, which holds torch.compile's compilation).
     python benchmarks/finetune_speed.py --family git --steps 60
 
 Base size: `GitConfig()` / `BlipConfig()` defaults with random weights and a 30,522-token
-vocabulary, built once by benchmarks/report_speed.py's `base_size_sources` (same compute as
+vocabulary, built once by `cxrcap.tiny.tiny_sources(base_size=True)` (same shapes and compute as
 git-base and blip-image-captioning-base). On CUDA a third profile, fast + torch.compile, is timed
 unless --no-compile. Target (issue 7): fast >= 5x naive samples/s for both families on one GPU.
 """
@@ -39,7 +39,6 @@ sys.path.insert(0, str(REPO))
 from cxrcap.tiny import tiny_sources  # noqa: E402
 from finetune.recipe import Recipe  # noqa: E402
 from finetune.train import RunOptions, prepare  # noqa: E402
-from report_speed import base_size_sources  # noqa: E402  (same folder)
 
 EXAMPLES = REPO.parent / "shared" / "data" / "cxr-examples"
 TRAIN_IMAGES = 96  # a multiple of 16: every update sees a full batch
@@ -123,7 +122,7 @@ def main() -> int:
     warmup = args.warmup or (5 if cuda else 2)
     if not 0 < warmup < steps:
         parser.error("need 0 < --warmup < --steps")
-    sources = tiny_sources() if args.tiny else base_size_sources()
+    sources = tiny_sources([f"{family}-base" for family in args.family], base_size=not args.tiny)
     device = torch.cuda.get_device_name() if cuda else f"CPU ({torch.get_num_threads()} threads)"
     print(f"device: {device}; {'tiny' if args.tiny else 'base-size'} random models; {steps} updates of 16 "
           f"({warmup} warm-up) on {TRAIN_IMAGES} real X-rays; torch {torch.__version__}")

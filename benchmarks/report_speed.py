@@ -13,11 +13,12 @@ base-size variants, 200 images, <= 10 s of generation).
     python benchmarks/report_speed.py --base-size --images 8 # base-size random weights
     python benchmarks/report_speed.py --base-size --images 200 --naive-images 20   # on a GPU
 
-Base size: `GitConfig()` and `BlipConfig()` defaults (git-base and blip-base shapes, 177M and
-224M parameters) with random weights and a 30,522-token vocabulary (the tiny WordPiece vocabulary
-padded with [unused] tokens, so the output layer costs what bert-base-uncased's does). Random
-weights rarely stop early, so every caption runs to --max-new-tokens: a worst case for speed.
-The fine-tuned variants share their base model's architecture and are timed on the same folders.
+Base size: `cxrcap.tiny.tiny_sources(base_size=True)`, four folders built once into the cache
+(~3.2 GB): `GitConfig()` and `BlipConfig()` defaults (git-base and blip-base shapes, 177M and
+224M parameters) with random weights, one seed per variant, and a 30,522-token vocabulary (the
+tiny WordPiece vocabulary padded with [unused] tokens, so the output layer costs what
+bert-base-uncased's does). Random weights rarely stop early, so every caption runs to
+--max-new-tokens: a worst case for speed.
 """
 
 from __future__ import annotations
@@ -29,17 +30,6 @@ import time
 from pathlib import Path
 
 import torch
-from transformers import (
-    BertTokenizer,
-    BlipConfig,
-    BlipForConditionalGeneration,
-    BlipImageProcessor,
-    BlipProcessor,
-    CLIPImageProcessor,
-    GitConfig,
-    GitForCausalLM,
-    GitProcessor,
-)
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -47,46 +37,16 @@ sys.path.insert(0, str(REPO))
 from cxrcap.captioner import Captioner, DecodeSettings, build_captioners, pick_device, quiet_library_logs
 from cxrcap.images import load_image
 from cxrcap.report import default_batch_size, generate_in_batches, preprocess
-from cxrcap.tiny import VOCAB_FILE, cache_root
-from cxrcap.variants import VARIANTS, parse_variant_ids
+from cxrcap.tiny import tiny_sources
+from cxrcap.variants import VARIANT_IDS, parse_variant_ids
 
 EXAMPLES = REPO.parent / "shared" / "data" / "cxr-examples" / "images"
-BERT_VOCAB_SIZE = 30522
 TARGET_SECONDS, TARGET_IMAGES = 10.0, 200
 
 
-def base_size_sources() -> dict[str, str]:
-    """One base-size random folder per family (built once into the cache), for all four variants."""
-    root = cache_root() / "base-random-v1"
-    vocab = root / "vocab.txt"
-    if not vocab.exists():
-        root.mkdir(parents=True, exist_ok=True)
-        tokens = VOCAB_FILE.read_text(encoding="utf-8").splitlines()
-        tokens += [f"[unused{i}]" for i in range(BERT_VOCAB_SIZE - len(tokens))]
-        vocab.write_text("".join(token + "\n" for token in tokens), encoding="utf-8")
-    folders = {}
-    for family in ("git", "blip"):
-        folder = folders[family] = root / family
-        if (folder / "config.json").exists():
-            continue
-        print(f"building a base-size random {family} model in {folder} (once)", file=sys.stderr)
-        torch.manual_seed(0)
-        if family == "git":
-            tokenizer = BertTokenizer(vocab=str(vocab))
-            processor = GitProcessor(CLIPImageProcessor(), tokenizer)
-            ids = {"bos_token_id": tokenizer.cls_token_id, "eos_token_id": tokenizer.sep_token_id,
-                       "pad_token_id": tokenizer.pad_token_id}
-            model = GitForCausalLM(GitConfig(vocab_size=len(tokenizer), **ids))
-        else:
-            tokenizer = BertTokenizer(vocab=str(vocab), bos_token="[DEC]", additional_special_tokens=["[ENC]"])
-            processor = BlipProcessor(BlipImageProcessor(), tokenizer)
-            text = {"vocab_size": len(tokenizer), "bos_token_id": tokenizer.bos_token_id,
-                        "eos_token_id": tokenizer.sep_token_id, "sep_token_id": tokenizer.sep_token_id,
-                        "pad_token_id": tokenizer.pad_token_id}
-            model = BlipForConditionalGeneration(BlipConfig(text_config=text))
-        model.save_pretrained(folder)
-        processor.save_pretrained(folder)
-    return {variant_id: str(folders[variant.family]) for variant_id, variant in VARIANTS.items()}
+def base_size_sources(variant_ids=VARIANT_IDS) -> dict[str, str]:
+    """Base-size random variants' folders (default: all four), built once into the cache by `cxrcap.tiny`."""
+    return tiny_sources(variant_ids, base_size=True)
 
 
 def real_xrays(n: int):
@@ -134,7 +94,7 @@ def main() -> None:
     settings = DecodeSettings(max_new_tokens=args.max_new_tokens)
     ids = parse_variant_ids(args.variants)
     if args.base_size:
-        sources = base_size_sources()
+        sources = base_size_sources(ids)
         captioners = {vid: Captioner(vid, sources[vid], untrained=True) for vid in ids}
     else:
         captioners = build_captioners(ids, tiny_random=True)

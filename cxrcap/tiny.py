@@ -8,9 +8,11 @@ hub folder layout and loaded through exactly the same code as real weights. Thei
 captions are noise and are always labelled as coming from untrained weights.
 
 With `base_size=True` the same builders make random variants at the real models' size
-(`GitConfig()` / `BlipConfig()` defaults: the compute and memory of git-base and
-blip-image-captioning-base) with the vocabulary padded to BERT's 30,522 entries, so the
-language-model head costs what the real one does. The speed benchmarks use them.
+(`GitConfig()` / `BlipConfig()` defaults: the shapes, compute and memory of git-base and
+blip-image-captioning-base, 176.6M and 224.0M parameters) with the vocabulary padded to BERT's
+30,522 entries, so the language-model head costs what the real one does. Each of the four has
+its own weights (~3.2 GB in all), as the real base and fine-tuned checkpoints do. The speed
+benchmarks (`benchmarks/`) use them.
 
 Regenerate the vocabulary with `python -m cxrcap.tiny --roco ../shared/data/roco`.
 """
@@ -19,9 +21,9 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import os
 import shutil
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
 import torch
@@ -37,6 +39,7 @@ from transformers import (
     GitProcessor,
 )
 
+from .cache import cache_root
 from .variants import VARIANTS
 
 VOCAB_FILE = Path(__file__).resolve().parent.parent / "assets" / "tiny-vocab.txt"
@@ -44,14 +47,11 @@ VOCAB_SIZE = 2000
 FORMAT_VERSION = "1"  # bump when the configs below change, so caches rebuild
 
 # Small but structurally faithful: 2 layers, width 32, the real patch size and image sizes.
+# Base size passes none of these: the configs' defaults are the real base models' sizes.
 TINY_LAYERS = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
-BASE_LAYERS: dict = {}  # the configs' defaults are the real base models' sizes
+TINY_GIT_POSITIONS = 512  # git-base (and GitConfig's default) has 1,024
 BASE_VOCAB_SIZE = 30522  # bert-base-uncased, which both real tokenizers are
 SEEDS = {"git-base": 1, "git-base-ft": 2, "blip-base": 3, "blip-base-ft": 4}
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("CXRCAP_CACHE", Path.home() / ".cache" / "cxrcap")).expanduser()
 
 
 def train_vocab(roco_dir: Path, out: Path = VOCAB_FILE, vocab_size: int = VOCAB_SIZE) -> Path:
@@ -86,21 +86,23 @@ def _blip_processor(vocab_file: Path) -> BlipProcessor:
     return BlipProcessor(BlipImageProcessor(), tokenizer)
 
 
-def _git_model(tokenizer: BertTokenizer, layers: dict) -> GitForCausalLM:
+def _git_model(tokenizer: BertTokenizer, *, base_size: bool) -> GitForCausalLM:
+    layers = {} if base_size else TINY_LAYERS
+    text = {} if base_size else dict(TINY_LAYERS, max_position_embeddings=TINY_GIT_POSITIONS)
     config = GitConfig(
         vision_config=dict(layers, image_size=224, patch_size=16),
         vocab_size=len(tokenizer),
-        max_position_embeddings=512,
         bos_token_id=tokenizer.cls_token_id,
         eos_token_id=tokenizer.sep_token_id,
         pad_token_id=tokenizer.pad_token_id,
-        **layers,
+        **text,
     )
     return GitForCausalLM(config)
 
 
-def _blip_model(tokenizer: BertTokenizer, layers: dict) -> BlipForConditionalGeneration:
+def _blip_model(tokenizer: BertTokenizer, *, base_size: bool) -> BlipForConditionalGeneration:
     # BlipConfig sets the decoder's encoder_hidden_size to the vision width itself.
+    layers = {} if base_size else TINY_LAYERS
     config = BlipConfig(
         vision_config=dict(layers, image_size=384, patch_size=16),
         text_config=dict(
@@ -126,14 +128,19 @@ def _write_base_vocab(path: Path) -> Path:
     return path
 
 
-def save_tiny_variant(variant_id: str, folder: Path, *, base_size: bool = False) -> Path:
-    """Write one random variant (model + processor, hub layout) into `folder`: tiny, or at base size."""
+def random_variant(variant_id: str, *, base_size: bool = False):
+    """(processor, model) of one random variant, tiny or at base size, seeded per variant."""
     make_processor, make_model = BUILDERS[VARIANTS[variant_id].family]
     with tempfile.TemporaryDirectory() as scratch:
         vocab = _write_base_vocab(Path(scratch, "vocab.txt")) if base_size else VOCAB_FILE
-        processor = make_processor(vocab)  # keeps the vocabulary in memory; saved into `folder` below
+        processor = make_processor(vocab)  # keeps the vocabulary in memory
     torch.manual_seed(SEEDS[variant_id])
-    model = make_model(processor.tokenizer, BASE_LAYERS if base_size else TINY_LAYERS)
+    return processor, make_model(processor.tokenizer, base_size=base_size)
+
+
+def save_tiny_variant(variant_id: str, folder: Path, *, base_size: bool = False) -> Path:
+    """Write one random variant (model + processor, hub layout) into `folder`: tiny, or at base size."""
+    processor, model = random_variant(variant_id, base_size=base_size)
     model.save_pretrained(folder)
     processor.save_pretrained(folder)
     return folder
@@ -144,22 +151,27 @@ def _cache_key() -> str:
     return digest[:12]
 
 
-def tiny_sources(*, base_size: bool = False) -> dict[str, str]:
-    """Folders of the four random variants, built once into the cache (atomically).
+def tiny_sources(variant_ids: Iterable[str] = VARIANTS, *, base_size: bool = False) -> dict[str, str]:
+    """Folders of the random variants (default: all four), each built once into the cache, atomically.
 
-    base_size=True builds them at the real models' size (~3.2 GB on disk, a minute to write).
+    base_size=True builds them at the real models' size (~0.7 GB per GIT, ~0.9 GB per BLIP
+    variant: ~3.2 GB and a minute or two for all four).
     """
     root = cache_root() / f"{'base' if base_size else 'tiny'}-{_cache_key()}"
     sources = {}
-    for variant_id in VARIANTS:
+    for variant_id in variant_ids:
         folder = root / variant_id
         if not (folder / "config.json").exists():
             root.mkdir(parents=True, exist_ok=True)
             staging = Path(tempfile.mkdtemp(prefix=f".{variant_id}-", dir=root))
-            save_tiny_variant(variant_id, staging, base_size=base_size)
             try:
-                staging.rename(folder)
-            except OSError:  # another process finished first
+                staging.chmod(0o755)  # mkdtemp makes it private; others may share the cache
+                save_tiny_variant(variant_id, staging, base_size=base_size)
+                try:
+                    staging.rename(folder)
+                except OSError:  # another process finished first
+                    pass
+            finally:  # no half-written folder is left behind, even when interrupted
                 shutil.rmtree(staging, ignore_errors=True)
         sources[variant_id] = str(folder)
     return sources

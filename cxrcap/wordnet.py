@@ -6,22 +6,23 @@ files, so `ensure_wordnet` makes nltk find WordNet in this order:
 
 1. nltk's own data (`corpora/wordnet` or `corpora/wordnet.zip` in any `nltk.data.path` folder);
 2. a corpus folder built once from the Debian files: `<cache>/nltk_data/corpora/wordnet`, where
-   the cache is `$CXRCAP_CACHE` or `~/.cache/cxrcap`. The files are copied, not symlinked (nltk
-   resolves paths inside its corpus root), and a `lexnames` file is written: WordNet 3.0's fixed
-   list of 45 lexicographer files, which nltk reads but Debian does not ship (it documents the
-   list in lexnames(5WN));
+   the cache is `$CXRCAP_CACHE` or `~/.cache/cxrcap` (`cxrcap.cache`). The files are copied,
+   not symlinked (nltk resolves paths inside its corpus root), and a `lexnames` file is written:
+   WordNet 3.0's fixed list of 45 lexicographer files, which nltk reads but Debian does not ship
+   (it documents the list in lexnames(5WN));
 3. otherwise `WordNetMissingError`, naming the Debian packages to install.
 
 METEOR needs nothing else from nltk's data: it only calls `wordnet.synsets`, and the
 multilingual Open Multilingual Wordnet (omw-1.4) is loaded by nltk only for other languages.
 """
 
-import os
 import shutil
 import tempfile
 from pathlib import Path
 
 import nltk
+
+from .cache import cache_root
 
 DEBIAN_WORDNET_DIR = Path("/usr/share/wordnet")
 DEBIAN_PACKAGES = ("wordnet-base", "wordnet-sense-index")
@@ -53,16 +54,11 @@ class WordNetMissingError(RuntimeError):
     """WordNet is neither in nltk's data nor installable from the Debian packages."""
 
 
-def cache_dir() -> Path:
-    """Where cxrcap keeps files it builds once: `$CXRCAP_CACHE` or `~/.cache/cxrcap`."""
-    return Path(os.environ.get("CXRCAP_CACHE") or Path.home() / ".cache" / "cxrcap")
-
-
 def ensure_wordnet(debian_dir: Path = DEBIAN_WORDNET_DIR) -> None:
     """Make `nltk.corpus.wordnet` loadable offline, building the corpus folder if needed."""
     if _nltk_has_wordnet():
         return
-    data_dir = cache_dir() / "nltk_data"
+    data_dir = cache_root() / "nltk_data"
     corpus = data_dir / "corpora" / "wordnet"
     if not (corpus / "lexnames").is_file():
         build_corpus(debian_dir, corpus)

@@ -9,7 +9,11 @@ perform (huggingface/evaluate, metrics/bleu/bleu.py and metrics/rouge/rouge.py):
   `scoring.BootstrapAggregator().aggregate()[key].mid.fmeasure`.
 """
 
+import json
+import os
 import re
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -37,6 +41,7 @@ from cxrcap.metrics import (
     score,
 )
 
+REPO = Path(__file__).resolve().parents[1]
 CHEST_XRAY = re.compile(r"chest (?:x-?ray|x ray|radiograph|film)|\bcxr\b", re.IGNORECASE)
 DONE_MEANS = ("chest x-ray showing a large left pneumothorax", "chest radiograph with left-sided pneumothorax")
 
@@ -63,14 +68,26 @@ def wordnet_reader():
 
 
 def test_warm_up_returns_at_once_and_an_early_score_waits_for_it():
-    # First in this file: in a fresh process, WordNet is still loading when score() is called.
-    started = time.perf_counter()
-    metrics.warm_up()
-    returned = time.perf_counter() - started
-    scores = score(*DONE_MEANS)
-    print(f"\nwarm_up() returned in {returned * 1000:.1f} ms; first score after {time.perf_counter() - started:.1f} s")
-    assert returned < 0.5
-    assert set(scores) == set(SENTENCE_KEYS)
+    # A fresh process, so that WordNet is still loading when score() is called (in this one,
+    # other tests may have loaded it already).
+    code = f"""
+import json, time
+from cxrcap import metrics
+started = time.perf_counter()
+metrics.warm_up()
+returned = time.perf_counter() - started
+loading = not metrics._wordnet_loading().done()
+scores = metrics.score(*{DONE_MEANS!r})
+print(json.dumps(dict(returned=returned, loading=loading, scored=time.perf_counter() - started, scores=scores)))
+"""
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    print(f"\nwarm_up() returned in {result['returned'] * 1000:.1f} ms; first score after {result['scored']:.1f} s")
+    assert result["returned"] < 0.5
+    assert result["loading"]  # score() was called while WordNet was still loading, and waited for it
+    assert result["scores"] == pytest.approx(score(*DONE_MEANS))  # the same as with WordNet loaded
 
 
 def test_score_gives_every_sentence_key_in_unit_interval():
@@ -267,11 +284,15 @@ def test_bootstrap_ci_brackets_every_corpus_metric_and_is_reproducible(chest_pai
     assert same["bleu"] == pytest.approx((1.0, 1.0))
 
 
-def test_wordnet_corpus_is_built_from_the_debian_files(tmp_path, monkeypatch):
-    monkeypatch.setenv("CXRCAP_CACHE", str(tmp_path))
+@pytest.mark.parametrize(
+    "cache, where", [("{tmp}/cache", "cache"), ("~/cache", "cache"), ("", ".cache/cxrcap")], ids=["path", "~", "empty"]
+)
+def test_wordnet_corpus_is_built_from_the_debian_files(cache, where, tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))  # `~` and the default cache are under it
+    monkeypatch.setenv("CXRCAP_CACHE", cache.format(tmp=tmp_path))
     monkeypatch.setattr(nltk.data, "path", [])
     wordnet.ensure_wordnet()
-    corpus = tmp_path / "nltk_data" / "corpora" / "wordnet"
+    corpus = tmp_path / where / "nltk_data" / "corpora" / "wordnet"
     files = sorted(corpus.iterdir())
     assert all(path.is_file() and not path.is_symlink() for path in files)
     assert {"data.noun", "index.sense", "lexnames"} <= {path.name for path in files}

@@ -4,10 +4,12 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
+from transformers import BlipConfig, GitConfig
 
-from cxrcap.captioner import Captioner, DecodeSettings
+from cxrcap.captioner import MODEL_CLASSES, Captioner, DecodeSettings
 from cxrcap.images import load_image
-from cxrcap.tiny import VOCAB_FILE, train_vocab
+from cxrcap.tiny import VOCAB_FILE, random_variant, train_vocab
 from cxrcap.variants import VARIANT_IDS
 
 
@@ -64,3 +66,21 @@ def test_tiny_build_is_cached(tiny_sources):
     before = {vid: Path(src, "model.safetensors").stat().st_mtime_ns for vid, src in tiny_sources.items()}
     assert build_again() == tiny_sources
     assert {vid: Path(src, "model.safetensors").stat().st_mtime_ns for vid, src in tiny_sources.items()} == before
+
+
+@pytest.mark.parametrize(
+    "variant_id, real_config, parameters, vocab_size",
+    [("git-base", GitConfig, 176.6e6, 30522), ("blip-base-ft", BlipConfig, 224.0e6, 30524)],
+)
+def test_base_size_variants_have_the_real_models_shapes(variant_id, real_config, parameters, vocab_size):
+    # What the speed benchmarks time: every weight shaped as in GitConfig() / BlipConfig(), the
+    # defaults that are git-base's and blip-image-captioning-base's. Built on the meta device:
+    # shapes only, no memory.
+    with torch.device("meta"):
+        processor, model = random_variant(variant_id, base_size=True)
+        real = MODEL_CLASSES[model.config.model_type](real_config())
+    assert {name: weight.shape for name, weight in model.state_dict().items()} == {
+        name: weight.shape for name, weight in real.state_dict().items()
+    }
+    assert sum(weight.numel() for weight in model.parameters()) == pytest.approx(parameters, rel=1e-3)
+    assert len(processor.tokenizer) == vocab_size  # BERT's 30,522 (+ BLIP's [DEC] and [ENC])

@@ -1,12 +1,25 @@
 """The registry, source overrides, and what happens when a variant cannot load."""
 
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from transformers import BlipForConditionalGeneration, BlipProcessor, GitForCausalLM, GitProcessor
 
 from cxrcap.captioner import MODEL_CLASSES, Captioner, VariantUnavailable, build_captioners
 from cxrcap.variants import VARIANT_IDS, VARIANTS, get_variant, parse_variant_ids
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_python(code: str, **env: str) -> subprocess.CompletedProcess:
+    """`code` in a fresh process with `env` set: huggingface_hub reads HF_HUB_* once, at import."""
+    return subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO), **env),
+        capture_output=True, text=True, timeout=600,
+    )
 
 
 def test_ids_sources_and_labels_are_the_contract():
@@ -64,11 +77,20 @@ def test_missing_finetuned_folder_says_which_command_makes_it(tmp_path, monkeypa
     assert "python -m finetune --family git" in message and "CXRCAP_SOURCE_GIT_BASE_FT" in message
 
 
-def test_hub_model_offline_and_not_cached_gives_the_clear_error(tmp_path, monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
-    with pytest.raises(VariantUnavailable, match="not in the local cache and the Hugging Face hub cannot be reached"):
-        Captioner("blip-base").load()
+def test_hub_model_offline_and_not_cached_gives_the_clear_error(tmp_path):
+    code = """
+from huggingface_hub import constants
+from cxrcap.captioner import Captioner, VariantUnavailable
+print("offline", constants.HF_HUB_OFFLINE, "cache", constants.HF_HUB_CACHE)
+try:
+    Captioner("blip-base").load()
+except VariantUnavailable as error:
+    print(error)
+"""
+    done = run_python(code, HF_HUB_OFFLINE="1", HF_HUB_CACHE=str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert f"offline True cache {tmp_path}\n" in done.stdout  # the hub library saw both settings
+    assert "not in the local cache and the Hugging Face hub cannot be reached" in done.stdout
 
 
 def test_folder_of_the_wrong_model_type_is_refused(tiny_sources):
@@ -110,9 +132,12 @@ def test_build_captioners_tiny_random_marks_every_variant_untrained(tiny_sources
 
 @pytest.mark.skipif(os.environ.get("CXRCAP_HUB_TESTS") != "1", reason="needs the Hugging Face hub: set CXRCAP_HUB_TESTS=1")
 @pytest.mark.parametrize("variant_id", ["git-base", "blip-base"])
-def test_real_base_models_load_from_the_hub(variant_id, cxr_image, monkeypatch):
-    from cxrcap.images import load_image
-
-    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
-    caption, _ = Captioner(variant_id).caption_one(load_image(cxr_image))
-    assert caption.strip()
+def test_real_base_models_load_from_the_hub(variant_id, cxr_image):
+    code = f"""
+from cxrcap.captioner import Captioner
+from cxrcap.images import load_image
+print(Captioner({variant_id!r}).caption_one(load_image({str(cxr_image)!r}))[0])
+"""
+    done = run_python(code, HF_HUB_OFFLINE="0")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip()
