@@ -157,6 +157,7 @@ class SplitData:
     kept: int
     missing_images: list[str]
     licences: Counter[str]
+    chest_filtered: bool  # whether only chest X-rays were kept (CHEST_XRAY_RULE)
     # The kept rows without an image (id, caption, license, credit): listed in the CLI's --out.
     missing_rows: list[dict[str, str]] = field(default_factory=list)
 
@@ -198,6 +199,7 @@ def _split_data(name: str, rows: list[_Row], chest_only: bool) -> SplitData:
         kept=len(kept),
         missing_images=[row.id for row in missing],
         licences=Counter(row.license for row in kept),
+        chest_filtered=chest_only,
         missing_rows=[
             {"id": row.id, "caption": row.caption, "license": row.license, "credit": row.credit}
             for row in missing
@@ -474,6 +476,7 @@ def _load_hub(dataset_id: str, split: str, chest_only: bool,
         kept=len(kept),
         missing_images=[row["id"] for row, index in zip(rows, kept) if not has_image[index]],
         licences=Counter(row["license"] for row in rows),
+        chest_filtered=chest_only,
         missing_rows=[row for row, index in zip(rows, kept) if not has_image[index]],
     )
 

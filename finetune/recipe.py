@@ -1,7 +1,8 @@
 """The seed's training recipe, one dataclass, and how it becomes `TrainingArguments`.
 
-The defaults are the values the seed trained `git-base-ft` and `blip-base-ft` with; every field
-is a command-line option of `python -m finetune` (`--learning_rate 1e-4` or `--learning-rate 1e-4`).
+The defaults are the values the seed trained `git-base-ft` and `blip-base-ft` with; every field but
+the fixed optimizer and loss is a command-line option of `python -m finetune` (`--learning_rate 1e-4`
+or `--learning-rate 1e-4`).
 
 Two profiles run the same recipe:
 - naive: the recipe as the seed ran it (fp16 on CUDA, batch 8 x accumulation 2, images
@@ -12,8 +13,10 @@ Two profiles run the same recipe:
   this file, SDPA attention when transformers has it for the family (5.24 has none for GIT or
   BLIP) and torch.compile on request (`--torch-compile`: it costs about a minute to compile).
 
-The loss is the models' own: token-level cross-entropy over the caption tokens (BLIP's text decoder
-applies the label smoothing its config sets, if any).
+The optimizer and the loss are fixed, not options (fields with `init=False`, so the printed recipe,
+`recipe.json` and the model card still show them): AdamW (both profiles give Trainer an
+`adamw_torch*` optim), and the models' own token-level cross-entropy over the caption tokens
+(BLIP's text decoder applies the label smoothing its config sets, if any).
 """
 
 from __future__ import annotations
@@ -38,13 +41,11 @@ class Recipe:
     """Hyperparameters of the fine-tuning; defaults are the seed's."""
 
     learning_rate: float = field(default=5e-5, metadata={"help": "peak learning rate"})
-    optimizer: Literal["adamw"] = field(default="adamw", metadata={"help": "AdamW (decoupled weight decay)"})
+    # Fixed, not options (init=False: no command-line option, no constructor argument), yet shown and saved.
+    optimizer: str = field(default="adamw", init=False)  # AdamW, decoupled weight decay: Profile.optim is adamw_torch*
     weight_decay: float = field(default=1e-8, metadata={"help": "AdamW weight decay"})
     num_train_epochs: float = field(default=10, metadata={"help": "passes over the training split"})
-    loss: Literal["cross_entropy"] = field(
-        default="cross_entropy",
-        metadata={"help": "the models' own next-token cross-entropy over caption tokens (padding ignored)"},
-    )
+    loss: str = field(default="cross_entropy", init=False)  # the models' own next-token cross-entropy, padding ignored
     mixed_precision: Literal["fp16", "no"] = field(
         default="fp16", metadata={"help": "fp16 autocast with loss scaling; applied on CUDA only"}
     )

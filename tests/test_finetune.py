@@ -1,7 +1,8 @@
 """finetune: the seed's recipe, real runs on real X-rays with tiny models, resume and its checks.
 
 Runs train tiny GIT/BLIP variants for 3 epochs on 4 real chest X-rays of ../shared/data/cxr-examples
-(one update per epoch: batch 2 x accumulation 2), validating on 2 more.
+(one update per epoch: batch 2 x accumulation 2), validating on 2 more. cxr-examples is an image
+folder: GIT trains on it unfiltered (the default), BLIP with `--chest-only true`.
 """
 
 import json
@@ -26,10 +27,11 @@ from finetune.train import run
 EPOCHS = 3
 # One family per profile: BLIP runs naive (its loss needs care under gradient accumulation), GIT fast.
 PROFILE = {"git": ("--fast",), "blip": ()}
+CHEST_ONLY = {"git": (), "blip": ("--chest-only", "true")}  # an image folder is not filtered unless asked
 
 
 def argv(family, tiny_sources, data, out, *extra):
-    return [*PROFILE[family],
+    return [*PROFILE[family], *CHEST_ONLY[family],
         "--family", family, "--data", str(data), "--base-model", tiny_sources[f"{family}-base"],
         "--output-dir", str(out), "--max-train-samples", "4", "--max-eval-samples", "2",
         "--num-train-epochs", str(EPOCHS), "--per-device-train-batch-size", "2", "--learning-rate", "5e-3",
@@ -79,6 +81,7 @@ def test_recipe_defaults_are_the_seeds():
     assert recipe.weight_decay == 1e-8
     assert recipe.num_train_epochs == 10
     assert recipe.loss == "cross_entropy"
+    assert {"optimizer": "adamw", "loss": "cross_entropy"}.items() <= recipe.to_dict().items()  # printed and saved
     assert recipe.mixed_precision == "fp16"
     assert (recipe.per_device_train_batch_size, recipe.per_device_eval_batch_size) == (8, 2)
     assert recipe.gradient_accumulation_steps == 2
@@ -91,6 +94,31 @@ def test_recipe_defaults_are_the_seeds():
     assert (overridden.learning_rate, overridden.weight_decay) == (1e-4, 0.01)
     with pytest.raises(SystemExit):
         parse(["--family", "git", "--data", "x", "--per-device-train-batch-size", "0"])
+    with pytest.raises(SystemExit):  # fixed, not options: training uses AdamW whatever is asked
+        parse(["--family", "git", "--data", "x", "--optimizer", "sgd"])
+
+
+def test_the_chest_filter_defaults_to_the_sources_default(roco_dir, cxr_examples_dir):
+    """As `cxrcap.data.load_split` (and `python -m cxrcap data`): ROCO and hub filtered, image folders not."""
+    def filtered(data, *extra):
+        options = parse(["--family", "git", "--data", str(data), *extra])[0]
+        return load_split(options.data, "validation" if data == roco_dir else "train", chest_only=options.chest_only).chest_filtered
+
+    assert parse(["--family", "git", "--data", str(cxr_examples_dir)])[0].chest_only is None
+    assert not filtered(cxr_examples_dir)
+    assert filtered(roco_dir)
+    assert filtered(cxr_examples_dir, "--chest_only", "true")
+    assert not filtered(roco_dir, "--chest-only", "false")
+
+
+def test_a_value_trainer_refuses_is_a_one_line_usage_error(tiny_sources, cxr_examples_dir, tmp_path, capsys):
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as exit_:
+        main(argv("git", tiny_sources, cxr_examples_dir, out, "--lr_scheduler_type", "nonsense"))
+    assert exit_.value.code == 2  # as argparse's own errors, before any data or model is read
+    error = capsys.readouterr().err
+    assert error.startswith("python -m finetune: error: nonsense is not a valid SchedulerType")
+    assert error.count("\n") == 1 and "Traceback" not in error and not out.exists()
 
 
 def test_every_recipe_value_reaches_the_trainer(tmp_path):
@@ -159,9 +187,14 @@ def test_a_run_learns_and_writes_what_the_app_loads(family, train, cxr_image, mo
     # model card and plot
     card = (out / "README.md").read_text()
     for text in ("Research use only", "## Base model", tiny_sources_base(out), "learning_rate", "0.005",
-                 CHEST_XRAY_RULE.splitlines()[0], "Intended use", "training_curves.png",
+                 "| optimizer | adamw |", "| loss | cross_entropy |", "Intended use", "training_curves.png",
                  "not held-out scores"):  # cxr-examples has one split: validation = training rows
         assert text in card
+    # the card says whether the chest filter ran: asked for BLIP, not by default on an image folder (GIT)
+    filtered = family == "blip"
+    assert (CHEST_XRAY_RULE.splitlines()[0] in card) == filtered
+    assert ("No chest X-ray filter was applied (the default for an image folder)" in card) == (not filtered)
+    assert log["run"]["chest_only"] == (True if filtered else None)
     with Image.open(out / "training_curves.png") as plot:
         assert plot.format == "PNG" and plot.width > 800
     # the app's captioner loads it as the fine-tuned variant
@@ -261,6 +294,8 @@ def test_pushing_without_a_token_fails_before_training(tiny_sources, cxr_example
     assert "needs a Hugging Face token" in capsys.readouterr().err and not out.exists()
 
 
-def test_every_recipe_field_is_an_option():
+def test_every_recipe_field_but_the_fixed_ones_is_an_option():
     options = {option for action in HfArgumentParser(Recipe)._actions for option in action.option_strings}
-    assert all(f"--{field.name}" in options for field in fields(Recipe))
+    fixed = {field.name for field in fields(Recipe) if not field.init}
+    assert fixed == {"optimizer", "loss"} and not {f"--{name}" for name in fixed} & options
+    assert all(f"--{field.name}" in options for field in fields(Recipe) if field.init)
