@@ -15,20 +15,11 @@ from PIL import Image
 
 from .captioner import CaptionResult, DecodeSettings
 from .findings import FindingComparison, compare_findings
-from .metrics import METRIC_KEYS, score
+from .metrics import METRIC_LABELS, SENTENCE_KEYS, score
 from .variants import VARIANT_IDS, VARIANTS
 
 MAX_GROUND_TRUTH_CHARS = 5_000  # a long figure caption is ~1,000; anything far beyond is not a caption
-SCORE_KEYS = (*METRIC_KEYS, "finding_f1")
-SCORE_LABELS = {
-    "bleu": "BLEU*",  # * = smoothed sentence BLEU, footnoted wherever shown
-    "rouge1": "ROUGE-1",
-    "rouge2": "ROUGE-2",
-    "rougeL": "ROUGE-L",
-    "rougeLsum": "ROUGE-Lsum",
-    "meteor": "METEOR",
-    "finding_f1": "Finding F1",
-}
+SCORE_LABELS = {key: "BLEU*" if key == "bleu" else METRIC_LABELS[key] for key in SENTENCE_KEYS}  # * = smoothed, footnoted
 
 
 def clean_ground_truth(text: str | None) -> tuple[str, str | None]:
@@ -84,7 +75,7 @@ class Comparison:
                     "untrained": result.untrained,
                     "ground_truth": self.ground_truth,
                     "decoding": self.settings.describe(),
-                    **{key: (outcome.scores or {}).get(key) for key in SCORE_KEYS},
+                    **{key: (outcome.scores or {}).get(key) for key in SENTENCE_KEYS},
                 }
             )
         return rows

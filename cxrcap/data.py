@@ -378,7 +378,10 @@ def _pick_column(where: str, header: list[str], asked: str | None, usual: Sequen
 
 def _folder_split_names(csv_path: Path) -> list[str] | None:
     """The values of the CSV's `split` column in first-seen order, or None when it has none."""
-    header, rows = _csv_rows(csv_path)
+    return _split_names(*_csv_rows(csv_path))
+
+
+def _split_names(header: list[str], rows) -> list[str] | None:
     if "split" not in header:
         return None
     index = header.index("split")
@@ -394,11 +397,11 @@ def _load_folder(csv_path: Path, split: str, chest_only: bool,
     license_at = next((header.index(name) for name in _LICENSE_COLUMNS if name in header), None)
     source_at = header.index("source") if "source" in header else None
     id_at = header.index("id") if "id" in header else image_at
-    if "split" in header:
-        split_at = header.index("split")
-        names = list(dict.fromkeys(row[split_at].strip() for _, row in rows))
+    names = _split_names(header, rows)
+    if names is not None:
         if split not in names:
             raise DataError(f"{csv_path}: no rows for split {split!r}; its split column has {', '.join(names)}")
+        split_at = header.index("split")
         rows = [(number, row) for number, row in rows if row[split_at].strip() == split]
     parsed, seen = [], set()
     for number, row in rows:

@@ -12,10 +12,10 @@ from pathlib import Path
 from matplotlib import rc_context
 from matplotlib.figure import Figure
 
+from .metrics import METRIC_LABELS
 from .report import (
     CI_LEVEL,
     CONSTANT,
-    METRIC_LABELS,
     METRIC_ORDER,
     RANDOM,
     EvaluationSet,

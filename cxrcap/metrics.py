@@ -54,6 +54,12 @@ from cxrcap.wordnet import load_wordnet
 METRIC_KEYS = ("bleu", "rouge1", "rouge2", "rougeL", "rougeLsum", "meteor")
 SENTENCE_KEYS = METRIC_KEYS + ("finding_f1",)
 CORPUS_KEYS = METRIC_KEYS + ("cider", "finding_f1")
+# How tables and cards name each score (the cards' sentence BLEU is smoothed: they call it
+# "BLEU*" and footnote it with SENTENCE_BLEU_LABEL).
+METRIC_LABELS = {
+    "rouge1": "ROUGE-1", "rouge2": "ROUGE-2", "rougeL": "ROUGE-L", "rougeLsum": "ROUGE-Lsum",
+    "bleu": "BLEU", "meteor": "METEOR", "cider": "CIDEr", "finding_f1": "Finding F1",
+}
 ROUGE_KEYS = ("rouge1", "rouge2", "rougeL", "rougeLsum")
 
 SENTENCE_BLEU_LABEL = "BLEU (smoothed sentence BLEU: sacrebleu, exponential smoothing)"

@@ -64,11 +64,7 @@ CONSTANT, RANDOM = "constant-caption", "random-caption"
 UNKNOWN_DECODING = "decoding settings unknown"
 CI_LEVEL = 0.95
 PREPROCESS_CHUNK = 32
-METRIC_LABELS = {
-    "rouge1": "ROUGE-1", "rouge2": "ROUGE-2", "rougeL": "ROUGE-L", "rougeLsum": "ROUGE-Lsum",
-    "bleu": "BLEU", "meteor": "METEOR", "cider": "CIDEr", "finding_f1": "Finding F1",
-}
-METRIC_ORDER = tuple(METRIC_LABELS)  # the study's six first, in its order, then ours
+METRIC_ORDER = tuple(metrics.METRIC_LABELS)  # the study's six first, in its order, then ours
 # Sizes of the samples that choose the constant caption: candidates x references pairs,
 # each pair a Counter intersection (~5 us), so a few seconds at most for any pool.
 CONSTANT_CANDIDATES, CONSTANT_REFERENCES = 500, 1000
@@ -594,7 +590,7 @@ def results_markdown(rows: list[Row], meta: dict) -> str:
     lines += [
         summary,
         "",
-        "| Model | n | " + " | ".join(METRIC_LABELS[key] for key in METRIC_ORDER) + " |",
+        "| Model | n | " + " | ".join(metrics.METRIC_LABELS[key] for key in METRIC_ORDER) + " |",
         "|---|--:|" + "--:|" * len(METRIC_ORDER),
     ]
     for row in rows:
@@ -610,7 +606,7 @@ def results_markdown(rows: list[Row], meta: dict) -> str:
     lines += ["", "## Baselines (they never look at the image)", "", f"Pool: {meta['baseline_pool']}.", ""]
     lines += [f"- **{row.label}**: {row.settings}" for row in rows if row.kind == "baseline"]
     lines += ["", "## Metrics", ""]
-    lines += [f"- {METRIC_LABELS[key]}: {meta['metric_implementations'][key]}" for key in METRIC_ORDER]
+    lines += [f"- {metrics.METRIC_LABELS[key]}: {meta['metric_implementations'][key]}" for key in METRIC_ORDER]
     speeds = [row for row in rows if row.seconds]
     if speeds:
         device = f"Device {meta['device']} ({meta['dtype']}), batch size {meta['batch_size']}."

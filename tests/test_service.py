@@ -10,7 +10,8 @@ from PIL import Image
 
 from cxrcap.captioner import CaptionResult, DecodeSettings
 from cxrcap.cards import render_cards
-from cxrcap.comparison import MAX_GROUND_TRUTH_CHARS, SCORE_KEYS, Comparison
+from cxrcap.comparison import MAX_GROUND_TRUTH_CHARS, Comparison
+from cxrcap.metrics import SENTENCE_KEYS
 from cxrcap.service import CaptionService, UserError
 from cxrcap.variants import VARIANT_IDS
 
@@ -33,7 +34,7 @@ def test_compare_streams_one_card_at_a_time_with_scores(service, xray):
     comparison = list(service.compare(xray, "supine AP chest X-ray; finding: pneumothorax", 1, 8))[-1][0]
     for row in comparison.rows():
         assert row["caption"] and row["untrained"] and row["error"] is None
-        assert all(0.0 <= row[key] <= 1.0 for key in SCORE_KEYS)
+        assert all(0.0 <= row[key] <= 1.0 for key in SENTENCE_KEYS)
 
 
 def test_without_ground_truth_there_are_captions_but_no_scores(service, xray):
