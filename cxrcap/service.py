@@ -65,18 +65,21 @@ class CaptionService:
         return list(self.captioners)
 
     def start(self) -> threading.Thread:
-        """Load and warm every variant, then WordNet, in the background, so the page is up at once."""
+        """Load WordNet, then load and warm every variant, in the background, so the page is up at once."""
         thread = threading.Thread(target=self._load_all, name="cxrcap-load", daemon=True)
         thread.start()
         return thread
 
     def _load_all(self) -> None:
+        # One after the other: parsing WordNet holds the interpreter for ~2 s, which would stall
+        # every torch call of a caption running meanwhile.
+        try:
+            metrics.warm_up(background=False)
+        except WordNetMissingError as error:  # the first score will say it again, with the fix
+            log.warning("%s", error)
         for result in warm_up(self.captioners):
             if result.error:
                 log.warning("%s", result.error)
-        # After the models: parsing WordNet holds the interpreter for seconds. A score asked for
-        # earlier starts the load itself.
-        metrics.warm_up(background=True)
 
     def receive_upload(self, path: str | os.PathLike | None) -> Image.Image:
         """Decode an uploaded file, then delete it: uploads (and DICOM headers) are not kept."""

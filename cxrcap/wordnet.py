@@ -21,6 +21,8 @@ import tempfile
 from pathlib import Path
 
 import nltk
+from nltk.corpus import CorpusReader, LazyCorpusLoader
+from nltk.corpus.reader.wordnet import WordNetCorpusReader
 
 from .cache import cache_root
 
@@ -107,19 +109,31 @@ def build_corpus(debian_dir: Path, corpus: Path) -> None:
 
 
 def load_wordnet():
-    """nltk's WordNet reader, fully loaded (several seconds: call it once, off the hot path)."""
+    """nltk's WordNet reader, loaded (a few seconds: call it once, off the hot path)."""
     ensure_wordnet()
-    from nltk.corpus import wordnet
+    # The multilingual data as nltk.corpus.wordnet gets it: loaded only if another language is asked for.
+    omw = LazyCorpusLoader("omw-1.4", CorpusReader, r".*/wn-data-.*\.tab", encoding="utf8")
+    return _WordNet30Reader(_corpus_root(), omw)
 
-    wordnet.ensure_loaded()
-    return wordnet
+
+class _WordNet30Reader(WordNetCorpusReader):
+    """nltk's reader without its per-load WordNet 3.0 map (8 of ~13 s of loading, holding the
+    interpreter). nltk 3.10 builds the map, used only to place Open Multilingual Wordnet
+    entries, whenever `get_version()` ("3.0") differs from its argument, the corpus *name*
+    "wordnet": always. For WordNet 3.0 the map is the identity, which `None` means."""
+
+    def map_wn(self, version="wordnet"):
+        return None if self.get_version() == "3.0" else super().map_wn(version)
+
+
+def _corpus_root():
+    for resource in ("corpora/wordnet", "corpora/wordnet.zip/wordnet/"):
+        try:
+            return nltk.data.find(resource)
+        except LookupError:
+            pass
+    return None
 
 
 def _nltk_has_wordnet() -> bool:
-    for resource in ("corpora/wordnet", "corpora/wordnet.zip/wordnet/"):
-        try:
-            nltk.data.find(resource)
-            return True
-        except LookupError:
-            pass
-    return False
+    return _corpus_root() is not None
