@@ -86,17 +86,17 @@ def build_demo(service: CaptionService, examples: list[Example], results_dir: Pa
         return render_cards(service.variant_ids, comparison)
 
     @shows_user_errors
-    def on_upload(path, ground_truth, example_credit):
+    def on_upload(path, ground_truth, showing_example):
         image = service.receive_upload(path)
-        if example_credit:  # the box holds the previous gallery example's caption, not this image's
+        if showing_example:  # the box holds the previous gallery example's caption, not this image's
             ground_truth = ""
-        return image, image, ground_truth, "", ""
+        return image, image, ground_truth, "", "", False
 
     @shows_user_errors
     def on_example(event: gr.SelectData):
         example = examples[event.index]
         image = load_image(example.path)
-        return image, image, example.caption, f"Example credit: {example.credit}", example.credit
+        return image, image, example.caption, f"Example credit: {example.credit}", example.credit, True
 
     @shows_user_errors
     def on_caption(image, ground_truth, num_beams, max_new_tokens):
@@ -110,6 +110,7 @@ def build_demo(service: CaptionService, examples: list[Example], results_dir: Pa
         image_state = gr.State(None)
         comparison_state = gr.State(None)
         credit_state = gr.State("")  # licence and source of a gallery example, for the slide
+        showing_example = gr.State(False)  # the ground-truth box holds a gallery example's caption
         gr.Markdown("# cxrcap: chest X-ray captions, four models side by side")
         gr.Markdown(NOTICE, elem_id="notice")
         if service.tiny_random:
@@ -147,12 +148,13 @@ def build_demo(service: CaptionService, examples: list[Example], results_dir: Pa
 
         caption_inputs = [image_state, ground_truth, num_beams, max_new_tokens]
         caption_outputs = [cards, raw, comparison_state]
-        upload.upload(on_upload, [upload, ground_truth, credit_state], [preview, image_state, ground_truth, credit, credit_state],
+        upload.upload(on_upload, [upload, ground_truth, showing_example],
+                      [preview, image_state, ground_truth, credit, credit_state, showing_example],
                        api_visibility="private").success(
             on_caption, caption_inputs, caption_outputs, api_visibility="private")
         run.click(on_caption, caption_inputs, caption_outputs, api_visibility="private")
         if gallery is not None:
-            gallery.select(on_example, None, [preview, image_state, ground_truth, credit, credit_state],
+            gallery.select(on_example, None, [preview, image_state, ground_truth, credit, credit_state, showing_example],
                            api_visibility="private").success(
                 on_caption, caption_inputs, caption_outputs, api_visibility="private")
         export.click(shows_user_errors(service.export), [image_state, comparison_state, credit_state], [exported], api_visibility="private")

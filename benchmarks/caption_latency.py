@@ -85,7 +85,7 @@ def main() -> None:
 
     naive = time_naive(sources, images, settings, args.repeats)
     captioners = {vid: Captioner(vid, sources[vid], untrained=True) for vid in VARIANT_IDS}
-    warm_up(captioners)
+    _warmed(warm_up(captioners))
     quality = compare_with_naive(captioners, images, settings, naive)
     lines = [("naive: fp32 generate(), one after another", naive, None)]
     for workers in (2, 1):
@@ -95,7 +95,7 @@ def main() -> None:
         del captioners
         gc.collect()
         int8 = {vid: Captioner(vid, sources[vid], untrained=True, quantize_int8=True) for vid in VARIANT_IDS}
-        warm_up(int8)
+        _warmed(warm_up(int8))
         quality = compare_with_naive(int8, images, settings, naive)
         for workers in (2, 1):
             timed = time_streamed(int8, images, settings, args.repeats, workers)
@@ -103,6 +103,12 @@ def main() -> None:
     print_latency(lines, naive)
     print_serving(serve_in_a_fresh_process(sources, paths[0], settings, args.requests))
     print_app_cold_start(app_cold_start(sources, paths[0], settings))
+
+
+def _warmed(results) -> None:
+    failed = [result.error for result in results if result.error]
+    if failed:
+        raise SystemExit("; ".join(failed))
 
 
 def time_naive(sources: dict[str, str], images, settings: DecodeSettings, repeats: int) -> dict:
@@ -211,7 +217,7 @@ def serve_in_a_fresh_process(sources: dict[str, str], image_path: Path, settings
         first.load(); loaded = time.perf_counter()
         image = load_image({str(image_path)!r})
         first.caption_one(image, settings); captioned = time.perf_counter()
-        warm_up(captioners)
+        assert not any(result.error for result in warm_up(captioners))
         rss = lambda: psutil.Process().memory_info().rss / 2**30
         out = dict(imported=imported - start, loaded=loaded - imported, first=captioned - loaded,
                    rss_loaded=rss(), samples=[])

@@ -317,9 +317,10 @@ def stream_captions(
 
 def warm_up(captioners: dict[str, Captioner]) -> list[CaptionResult]:
     """Load every captioner and caption a blank image once, so the first real request pays no
-    one-off costs (page faults on the weights, first-call set-up). It runs on the caption
-    workers, as requests do: a request arriving meanwhile queues behind it instead of fighting
-    it for the cores, which slows both several-fold on two cores."""
+    one-off costs (page faults on the weights, first-call set-up). It runs as requests do
+    (`stream_captions`): with two or more workers, on the shared caption workers, so a request
+    arriving meanwhile queues behind it instead of fighting it for the cores, which slows both
+    several-fold on two cores; with one, on the calling thread."""
     return list(stream_captions(captioners, Image.new("RGB", (64, 64)), DecodeSettings(max_new_tokens=2)))
 
 

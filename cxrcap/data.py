@@ -535,14 +535,21 @@ def load_split(source: str | os.PathLike, split: str, *, chest_only: bool | None
                image_column: str | None = None, caption_column: str | None = None) -> SplitData:
     """Read one split of `source` (see the module docstring) into a `SplitData`.
 
-    `chest_only=None` means the source's default: filter ROCO and hub datasets, not image folders.
+    `chest_only=None` means the source's default (`filters_chest_xrays`).
     """
     kind, where = _resolve(source)
+    chest_only = filters_chest_xrays(source) if chest_only is None else chest_only
     if kind == "roco":
-        return _load_roco(where, split, chest_only is not False)
+        return _load_roco(where, split, chest_only)
     if kind == "folder":
-        return _load_folder(where, split, bool(chest_only), image_column, caption_column)
-    return _load_hub(where, split, chest_only is not False, image_column, caption_column)
+        return _load_folder(where, split, chest_only, image_column, caption_column)
+    return _load_hub(where, split, chest_only, image_column, caption_column)
+
+
+def filters_chest_xrays(source: str | os.PathLike) -> bool:
+    """Whether `source` is filtered for chest X-rays by default: ROCO and hub datasets (all of
+    radiology) yes, an image folder (chosen by its owner) no."""
+    return _resolve(source)[0] != "folder"
 
 
 def _image_digest(image: dict) -> str:

@@ -6,7 +6,9 @@ with every variant in batches, and writes into `--out` (default `results/`):
 - `predictions.csv`  id, reference, one column per variant and per baseline: the table can be
                      recomputed from it (`--from-predictions`) without generating again;
 - `predictions.json` how those captions were made (decoding settings, untrained weights or
-                     not): `--from-predictions` labels the rows with it, never with its own flags;
+                     not): `--from-predictions` labels the rows with it, not with its own flags
+                     (without one, the settings show as unknown and the untrained labels
+                     follow `--tiny-random`);
 - `results.md|csv|json`  one row per variant plus the two baselines, every metric with its
                      bootstrap 95% CI, the number of images, the decoding settings, the metric
                      implementations, unavailable variants with their reason, and the images

@@ -75,8 +75,8 @@ class CaptionService:
         # every torch call of a caption running meanwhile.
         try:
             metrics.warm_up(background=False)
-        except WordNetMissingError as error:  # the first score will say it again, with the fix
-            log.warning("%s", error)
+        except Exception as error:  # the first score says it again; the variants still load
+            log.warning("WordNet (for METEOR) did not load: %s", error)
         for result in warm_up(self.captioners):
             if result.error:
                 log.warning("%s", result.error)

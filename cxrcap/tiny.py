@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import shutil
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -39,12 +38,12 @@ from transformers import (
     GitProcessor,
 )
 
-from .cache import cache_root
+from .cache import building, cache_root
 from .variants import VARIANTS
 
 VOCAB_FILE = Path(__file__).resolve().parent.parent / "assets" / "tiny-vocab.txt"
 VOCAB_SIZE = 2000
-FORMAT_VERSION = "1"  # bump when the configs below change, so caches rebuild
+FORMAT_VERSION = "2"  # bump when the configs below change, so caches rebuild
 
 # Small but structurally faithful: 2 layers, width 32, the real patch size and image sizes.
 # Base size passes none of these: the configs' defaults are the real base models' sizes.
@@ -162,17 +161,8 @@ def tiny_sources(variant_ids: Iterable[str] = VARIANTS, *, base_size: bool = Fal
     for variant_id in variant_ids:
         folder = root / variant_id
         if not (folder / "config.json").exists():
-            root.mkdir(parents=True, exist_ok=True)
-            staging = Path(tempfile.mkdtemp(prefix=f".{variant_id}-", dir=root))
-            try:
-                staging.chmod(0o755)  # mkdtemp makes it private; others may share the cache
+            with building(folder) as staging:
                 save_tiny_variant(variant_id, staging, base_size=base_size)
-                try:
-                    staging.rename(folder)
-                except OSError:  # another process finished first
-                    pass
-            finally:  # no half-written folder is left behind, even when interrupted
-                shutil.rmtree(staging, ignore_errors=True)
         sources[variant_id] = str(folder)
     return sources
 

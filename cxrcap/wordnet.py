@@ -17,14 +17,13 @@ multilingual Open Multilingual Wordnet (omw-1.4) is loaded by nltk only for othe
 """
 
 import shutil
-import tempfile
 from pathlib import Path
 
 import nltk
 from nltk.corpus import CorpusReader, LazyCorpusLoader
 from nltk.corpus.reader.wordnet import WordNetCorpusReader
 
-from .cache import cache_root
+from .cache import building, cache_root
 
 DEBIAN_WORDNET_DIR = Path("/usr/share/wordnet")
 DEBIAN_PACKAGES = ("wordnet-base", "wordnet-sense-index")
@@ -86,10 +85,7 @@ def build_corpus(debian_dir: Path, corpus: Path) -> None:
             f"nltk's data folders nor complete in {debian_dir} ({detail}). "
             f"Install it with: {INSTALL_HINT}"
         )
-    corpus.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".wordnet-", dir=corpus.parent))
-    try:
-        staging.chmod(0o755)  # mkdtemp makes it private; the corpus is for every user of the cache
+    with building(corpus) as staging:
         for names in _FILES_BY_PACKAGE.values():
             for name in names:
                 shutil.copyfile(debian_dir / name, staging / name)
@@ -99,13 +95,6 @@ def build_corpus(debian_dir: Path, corpus: Path) -> None:
                 for number, name in enumerate(_LEXNAMES)
             )
         )
-        try:
-            staging.rename(corpus)
-        except OSError:
-            if not (corpus / "lexnames").is_file():  # not merely lost a race to another process
-                raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
 
 
 def load_wordnet():

@@ -34,7 +34,7 @@ from transformers.integrations import get_reporting_integration_callbacks
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
 
 from cxrcap.captioner import MODEL_CLASSES
-from cxrcap.data import DataError, SplitData, check_split_overlap, describe_source, load_split
+from cxrcap.data import DataError, SplitData, check_split_overlap, describe_source, filters_chest_xrays, load_split
 from cxrcap.metrics import corpus_scores, warm_up
 from cxrcap.variants import get_variant
 
@@ -96,11 +96,16 @@ class RunOptions:
 
 
 def run_identity(options: RunOptions, recipe: Recipe, profile: Profile) -> dict:
-    """Everything that shapes the training trajectory: a resumed run must match it exactly."""
-    shaping = ("family", "base_model", "data", "train_split", "eval_split", "chest_only", "image_column",
+    """Everything that shapes the training trajectory: a resumed run must match it exactly.
+    The chest filter as applied, not as asked (`--chest_only` unset means the source's default)."""
+    shaping = ("family", "base_model", "data", "train_split", "eval_split", "image_column",
                "caption_column", "max_train_samples", "max_eval_samples", "max_steps")
+    try:
+        chest_only = filters_chest_xrays(options.data) if options.chest_only is None else options.chest_only
+    except DataError as error:
+        raise FinetuneError(f"cannot read the data: {error}") from None
     return {
-        "run": {name: getattr(options, name) for name in shaping},
+        "run": {name: getattr(options, name) for name in shaping} | {"chest_only": chest_only},
         "recipe": recipe.to_dict(),
         "profile": profile.to_dict(),
     }

@@ -1,19 +1,14 @@
 """`python -m cxrcap caption` as a user runs it: a real process on real X-rays."""
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from processes import REPO, run_python
 
 
 def run_cli(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=str(REPO), HF_HUB_OFFLINE="1")
-    return subprocess.run(
-        [sys.executable, "-m", "cxrcap", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
-    )
+    return run_python("-m", "cxrcap", *args, cwd=cwd, timeout=300, HF_HUB_OFFLINE="1")
 
 
 def test_tiny_random_json_gives_four_captions_per_image(cxr_examples_dir):

@@ -22,7 +22,7 @@ from cxrcap.variants import get_variant
 from finetune.__main__ import main, parse
 from finetune.collate import IGNORE_INDEX, CaptionCollator, cache_tensors
 from finetune.recipe import Recipe, make_profile, training_arguments
-from finetune.train import run
+from finetune.train import run, run_identity
 
 EPOCHS = 3
 # One family per profile: BLIP runs naive (its loss needs care under gradient accumulation), GIT fast.
@@ -111,6 +111,16 @@ def test_the_chest_filter_defaults_to_the_sources_default(roco_dir, cxr_examples
     assert not filtered(roco_dir, "--chest-only", "false")
 
 
+def test_resume_compares_the_chest_filter_as_applied_not_as_typed(roco_dir, cxr_examples_dir):
+    def identity(data, *extra):
+        options, recipe = parse(["--family", "git", "--data", str(data), *extra])
+        return run_identity(options, recipe, make_profile(recipe, fast=options.fast))
+
+    assert identity(roco_dir) == identity(roco_dir, "--chest_only", "true")
+    assert identity(cxr_examples_dir) == identity(cxr_examples_dir, "--chest_only", "false")
+    assert identity(roco_dir) != identity(roco_dir, "--chest_only", "false")
+
+
 def test_a_value_trainer_refuses_is_a_one_line_usage_error(tiny_sources, cxr_examples_dir, tmp_path, capsys):
     out = tmp_path / "out"
     with pytest.raises(SystemExit) as exit_:
@@ -194,7 +204,7 @@ def test_a_run_learns_and_writes_what_the_app_loads(family, train, cxr_image, mo
     filtered = family == "blip"
     assert (CHEST_XRAY_RULE.splitlines()[0] in card) == filtered
     assert ("No chest X-ray filter was applied (the default for an image folder)" in card) == (not filtered)
-    assert log["run"]["chest_only"] == (True if filtered else None)
+    assert log["run"]["chest_only"] == filtered  # as applied: an image folder is not filtered by default
     with Image.open(out / "training_curves.png") as plot:
         assert plot.format == "PNG" and plot.width > 800
     # the app's captioner loads it as the fine-tuned variant
@@ -269,7 +279,8 @@ def test_resume_refuses_corrupt_or_foreign_checkpoints(killed, tiny_sources, cxr
 
 def test_unreadable_data_is_a_clear_error(tiny_sources, tmp_path, capsys):
     assert main(argv("git", tiny_sources, tmp_path / "nowhere", tmp_path / "out")) == 1
-    assert "cannot read the train split" in capsys.readouterr().err
+    error = capsys.readouterr().err
+    assert "cannot read the data" in error and "nowhere: no such file or folder" in error
 
 
 def test_an_unreadable_training_image_is_named(tiny_sources, cxr_image, tmp_path, capsys):

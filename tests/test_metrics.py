@@ -10,10 +10,7 @@ perform (huggingface/evaluate, metrics/bleu/bleu.py and metrics/rouge/rouge.py):
 """
 
 import json
-import os
 import re
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -27,6 +24,8 @@ from nltk.translate.meteor_score import single_meteor_score
 from pycocoevalcap.cider.cider import Cider
 from rouge_score import rouge_scorer, scoring
 from sacrebleu.tokenizers.tokenizer_13a import Tokenizer13a
+
+from processes import run_python
 
 from cxrcap import metrics, wordnet
 from cxrcap.metrics import (
@@ -80,8 +79,7 @@ loading = not metrics._wordnet_loading().done()
 scores = metrics.score(*{DONE_MEANS!r})
 print(json.dumps(dict(returned=returned, loading=loading, scored=time.perf_counter() - started, scores=scores)))
 """
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    done = run_python("-c", code, timeout=300)
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     print(f"\nwarm_up() returned in {result['returned'] * 1000:.1f} ms; first score after {result['scored']:.1f} s")

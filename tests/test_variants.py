@@ -1,25 +1,14 @@
 """The registry, source overrides, and what happens when a variant cannot load."""
 
 import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 from transformers import BlipForConditionalGeneration, BlipProcessor, GitForCausalLM, GitProcessor
 
+from processes import run_python
+
 from cxrcap.captioner import MODEL_CLASSES, Captioner, VariantUnavailable, build_captioners
 from cxrcap.variants import VARIANT_IDS, VARIANTS, get_variant, parse_variant_ids
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def run_python(code: str, **env: str) -> subprocess.CompletedProcess:
-    """`code` in a fresh process with `env` set: huggingface_hub reads HF_HUB_* once, at import."""
-    return subprocess.run(
-        [sys.executable, "-c", code], cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO), **env),
-        capture_output=True, text=True, timeout=600,
-    )
 
 
 def test_ids_sources_and_labels_are_the_contract():
@@ -87,7 +76,7 @@ try:
 except VariantUnavailable as error:
     print(error)
 """
-    done = run_python(code, HF_HUB_OFFLINE="1", HF_HUB_CACHE=str(tmp_path))
+    done = run_python("-c", code, HF_HUB_OFFLINE="1", HF_HUB_CACHE=str(tmp_path))
     assert done.returncode == 0, done.stderr
     assert f"offline True cache {tmp_path}\n" in done.stdout  # the hub library saw both settings
     assert "not in the local cache and the Hugging Face hub cannot be reached" in done.stdout
@@ -138,6 +127,6 @@ from cxrcap.captioner import Captioner
 from cxrcap.images import load_image
 print(Captioner({variant_id!r}).caption_one(load_image({str(cxr_image)!r}))[0])
 """
-    done = run_python(code, HF_HUB_OFFLINE="0")
+    done = run_python("-c", code, HF_HUB_OFFLINE="0")
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip()
