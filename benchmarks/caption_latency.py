@@ -54,8 +54,8 @@ from cxrcap.captioner import (  # noqa: E402
     warm_up,
 )
 from cxrcap.images import load_image  # noqa: E402
+from cxrcap.tiny import tiny_sources  # noqa: E402
 from app_process import running_app  # noqa: E402  (same folder)
-from report_speed import base_size_sources  # noqa: E402  (same folder)
 from cxrcap.variants import VARIANT_IDS, VARIANTS  # noqa: E402
 
 EXAMPLES = REPO.parent / "shared" / "data" / "cxr-examples" / "images"
@@ -74,7 +74,7 @@ def main() -> None:
     args = parser.parse_args()
     quiet_library_logs()
     settings = DecodeSettings(max_new_tokens=args.max_new_tokens)
-    sources = base_size_sources()
+    sources = tiny_sources(base_size=True)
     paths = sorted(EXAMPLES.glob("*.jpg"))
     images = [load_image(paths[i * len(paths) // args.images]) for i in range(args.images)]
     print(f"{os.cpu_count()} CPUs, torch {torch.__version__} on {THREADS} threads; {len(images)} X-rays from "
@@ -369,6 +369,7 @@ def print_serving(served: dict) -> None:
 def print_app_cold_start(cold: dict) -> None:
     print(f"app cold start, `python app.py` on the local weights: page answers after {cold['page']:.1f} s; "
           f"the first request's four captions (API /caption) after {cold['captions']:.1f} s")  # fmt: skip
+
 
 if __name__ == "__main__":
     main()

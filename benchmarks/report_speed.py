@@ -38,15 +38,10 @@ from cxrcap.captioner import Captioner, DecodeSettings, build_captioners, pick_d
 from cxrcap.images import load_image
 from cxrcap.report import default_batch_size, generate_in_batches, preprocess
 from cxrcap.tiny import tiny_sources
-from cxrcap.variants import VARIANT_IDS, parse_variant_ids
+from cxrcap.variants import parse_variant_ids
 
 EXAMPLES = REPO.parent / "shared" / "data" / "cxr-examples" / "images"
 TARGET_SECONDS, TARGET_IMAGES = 10.0, 200
-
-
-def base_size_sources(variant_ids=VARIANT_IDS) -> dict[str, str]:
-    """Base-size random variants' folders (default: all four), built once into the cache by `cxrcap.tiny`."""
-    return tiny_sources(variant_ids, base_size=True)
 
 
 def real_xrays(n: int):
@@ -94,7 +89,7 @@ def main() -> None:
     settings = DecodeSettings(max_new_tokens=args.max_new_tokens)
     ids = parse_variant_ids(args.variants)
     if args.base_size:
-        sources = base_size_sources(ids)
+        sources = tiny_sources(ids, base_size=True)
         captioners = {vid: Captioner(vid, sources[vid], untrained=True) for vid in ids}
     else:
         captioners = build_captioners(ids, tiny_random=True)
