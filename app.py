@@ -2,7 +2,7 @@
 
     python app.py [--tiny-random] [--port N]
 
-What the handlers do lives in `cxrcap.service` (tested without a browser).
+What the handlers do lives in `cxrcap.app.service` (tested without a browser).
 """
 
 from __future__ import annotations
@@ -18,14 +18,14 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio is i
 
 import gradio as gr
 
-from cxrcap.about import NOTICE, about_markdown
+from cxrcap.app.about import NOTICE, about_markdown
 from cxrcap.captioner import quiet_library_logs
-from cxrcap.cards import CSS, render_cards
-from cxrcap.comparison import Comparison
-from cxrcap.examples import Example, examples_folder, load_examples
+from cxrcap.app.cards import CSS, render_cards
+from cxrcap.app.comparison import Comparison
+from cxrcap.app.examples import Example, examples_folder, load_examples
 from cxrcap.images import DICOM_SUFFIXES, ImageError, load_image
 from cxrcap.report import OUTPUT_FILES
-from cxrcap.service import CaptionService, UserError
+from cxrcap.app.service import CaptionService, UserError
 from cxrcap.variants import VARIANT_IDS, parse_variant_ids
 from finetune.recipe import Recipe
 

@@ -2,7 +2,7 @@
 
 import logging
 
-from cxrcap.examples import load_examples
+from cxrcap.app.examples import load_examples
 
 
 def test_examples_from_the_shared_chest_x_rays(cxr_examples_dir):
@@ -13,7 +13,7 @@ def test_examples_from_the_shared_chest_x_rays(cxr_examples_dir):
 
 def test_a_folder_without_captions_gives_no_gallery_and_says_why(tmp_path, cxr_image, caplog):
     (tmp_path / cxr_image.name).write_bytes(cxr_image.read_bytes())  # an image, but no CSV
-    with caplog.at_level(logging.WARNING, logger="cxrcap.examples"):
+    with caplog.at_level(logging.WARNING, logger="cxrcap.app.examples"):
         assert load_examples(tmp_path) == []
     assert "No examples gallery" in caplog.text
 

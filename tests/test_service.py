@@ -9,10 +9,10 @@ import pytest
 from PIL import Image
 
 from cxrcap.captioner import CaptionResult, DecodeSettings
-from cxrcap.cards import render_cards
-from cxrcap.comparison import MAX_GROUND_TRUTH_CHARS, Comparison
+from cxrcap.app.cards import render_cards
+from cxrcap.app.comparison import MAX_GROUND_TRUTH_CHARS, Comparison
 from cxrcap.metrics import SENTENCE_KEYS
-from cxrcap.service import CaptionService, UserError
+from cxrcap.app.service import CaptionService, UserError
 from cxrcap.variants import VARIANT_IDS
 
 
@@ -93,7 +93,7 @@ def test_export_writes_a_slide_and_a_csv(service, xray):
 def test_exported_slides_do_not_pile_up(service, xray, monkeypatch):
     comparison = list(service.compare(xray, "", 1, 4))[-1][0]
     old_slide, _ = service.export(xray, comparison)
-    monkeypatch.setattr("cxrcap.service.EXPORT_SECONDS", 0)  # everything earlier counts as old
+    monkeypatch.setattr("cxrcap.app.service.EXPORT_SECONDS", 0)  # everything earlier counts as old
     new_slide, _ = service.export(xray, comparison)
     assert not Path(old_slide).exists() and Path(new_slide).exists()
 
@@ -104,7 +104,7 @@ def test_missing_wordnet_is_a_message_saying_how_to_fix_it(service, xray, monkey
     def no_wordnet(*args, **kwargs):
         raise WordNetMissingError("METEOR needs WordNet: apt-get install wordnet-base wordnet-sense-index")
 
-    monkeypatch.setattr("cxrcap.comparison.score", no_wordnet)
+    monkeypatch.setattr("cxrcap.app.comparison.score", no_wordnet)
     with pytest.raises(UserError, match="apt-get install wordnet-base"):
         list(service.compare(xray, "chest x-ray", 1, 4))
 

@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 
 from PIL import Image
 
-from .captioner import CaptionResult, DecodeSettings
-from .findings import FindingComparison, compare_findings
-from .metrics import METRIC_LABELS, SENTENCE_KEYS, score
-from .variants import VARIANT_IDS, VARIANTS
+from ..captioner import CaptionResult, DecodeSettings
+from ..findings import FindingComparison, compare_findings
+from ..metrics import METRIC_LABELS, SENTENCE_KEYS, score
+from ..variants import VARIANT_IDS, VARIANTS
 
 MAX_GROUND_TRUTH_CHARS = 5_000  # a long figure caption is ~1,000; anything far beyond is not a caption
 SCORE_LABELS = {key: "BLEU*" if key == "bleu" else METRIC_LABELS[key] for key in SENTENCE_KEYS}  # * = smoothed, footnoted

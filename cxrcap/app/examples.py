@@ -14,10 +14,10 @@ from pathlib import Path
 
 import datasets
 
-from .data import DataError, load_split
+from ..data import DataError, load_split
 
 log = logging.getLogger(__name__)
-DEFAULT_FOLDER = Path(__file__).resolve().parent.parent / "assets" / "examples"
+DEFAULT_FOLDER = Path(__file__).resolve().parents[2] / "assets" / "examples"
 
 
 @dataclass(frozen=True)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from .data import CHEST_XRAY_RULE
-from .metrics import METRIC_IMPLEMENTATIONS, SENTENCE_BLEU_LABEL
-from .variants import VARIANTS
+from ..data import CHEST_XRAY_RULE
+from ..metrics import METRIC_IMPLEMENTATIONS, SENTENCE_BLEU_LABEL
+from ..variants import VARIANTS
 
 NOTICE = (
     "**Research demo.** Captions are machine-generated suggestions for teaching and research, "

@@ -19,11 +19,11 @@ from pathlib import Path
 
 from PIL import Image
 
-from . import metrics
-from .captioner import Captioner, DecodeSettings, build_captioners, stream_captions, warm_up
+from .. import metrics
+from ..captioner import Captioner, DecodeSettings, build_captioners, stream_captions, warm_up
 from .comparison import Comparison, clean_ground_truth
-from .images import ImageError, load_image
-from .wordnet import WordNetMissingError
+from ..images import ImageError, load_image
+from ..wordnet import WordNetMissingError
 
 log = logging.getLogger(__name__)
 

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from html import escape
 
-from .captioner import UNTRAINED_NOTE
+from ..captioner import UNTRAINED_NOTE
 from .comparison import SCORE_LABELS, Comparison, VariantOutcome
-from .metrics import SENTENCE_BLEU_LABEL
-from .variants import VARIANTS
+from ..metrics import SENTENCE_BLEU_LABEL
+from ..variants import VARIANTS
 
 CSS = """
 .cx-grid {display: grid; grid-template-columns: repeat(auto-fit, minmax(250px, 1fr)); gap: 12px;}
