@@ -1,4 +1,4 @@
-"""Command line: `python -m cxrcap caption|data|report ...`."""
+"""Command line: `python -m cxrcap caption|data|report|reviews ...`."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from . import data, report
+from . import data, report, reviews
 from .captioner import UNTRAINED_NOTE, DecodeSettings, build_captioners, quiet_library_logs, stream_captions
 from .images import ImageError, load_image
 from .variants import VARIANT_IDS, parse_variant_ids
@@ -87,6 +87,10 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_arguments(report_command)
     add_decode_arguments(report_command)
     report_command.set_defaults(run=report.run)
+
+    reviews_command = commands.add_parser("reviews", help="clinicians' reviews: summary, CSV export, delete a reviewer's")
+    reviews.add_arguments(reviews_command)
+    reviews_command.set_defaults(run=reviews.run)
     return parser
 
 

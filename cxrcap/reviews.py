@@ -1,0 +1,595 @@
+"""Clinicians' reviews of captions: stored in SQLite, summarised, and set against the metrics.
+
+A review is one person's judgement of one caption: `correct`, `partly` (correct) or `wrong`,
+optionally the findings it missed or invented and a comment. The app, the `/review` API and the
+`reviews` CLI all go through `ReviewStore`.
+
+Storage (`ReviewStore`): the standard library's sqlite3, one file (`default_database()`), WAL
+journal (readers never block the writer), a schema version in `PRAGMA user_version` raised by
+`MIGRATIONS`, every write one `BEGIN IMMEDIATE` transaction with a busy timeout (concurrent
+writers queue instead of failing with "database is locked"). An image is known by the sha256 of
+its file only: no pixels, no DICOM fields. Text is stored as typed (HTML included): whoever
+shows it escapes it.
+
+Statistics (`summarise`): per variant the share of each rating with a Wilson 95% interval over
+reviews; per metric Kendall's tau-b between the rating (wrong < partly < correct) and the
+caption's score against its ground truth, with a percentile bootstrap interval that resamples
+images (reviews of one image move together).
+
+Optional hub copy (`hub_mirror`): with `CXRCAP_REVIEWS_REPO=owner/name`, each stored review is
+also appended as a JSON line to a folder that huggingface_hub's `CommitScheduler` uploads to a
+private dataset every `CXRCAP_REVIEWS_EVERY` minutes.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import logging
+import math
+import os
+import re
+import sqlite3
+import threading
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from . import metrics
+from .variants import VARIANTS, get_variant
+
+log = logging.getLogger(__name__)
+
+RATINGS = ("correct", "partly", "wrong")
+RATING_LABELS = {"correct": "correct", "partly": "partly correct", "wrong": "wrong"}
+RATING_RANK = {"wrong": 0, "partly": 1, "correct": 2}  # the order Kendall's tau compares scores with
+
+MAX_COMMENT_CHARS = 2_000  # longer comments are cut (with a notice), not refused
+MAX_TEXT_CHARS = 5_000  # caption and ground truth; the app cuts ground truths to the same length
+MAX_NAME_CHARS = 100  # reviewer name, role, example file name, one finding
+MAX_FINDINGS = 30  # per list (missed, invented)
+BUSY_SECONDS = 30.0  # how long a writer waits for another one before giving up
+WILSON_Z = 1.959963984540054  # two-sided 95%
+BOOTSTRAP_RESAMPLES = 1000
+
+# Schema history: MIGRATIONS[i] takes a database from version i to i + 1. Append, never edit.
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE reviews (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        created_at TEXT NOT NULL,                 -- UTC, ISO 8601
+        reviewer TEXT NOT NULL DEFAULT '',        -- as typed, or the Space's logged-in user
+        role TEXT NOT NULL DEFAULT '',
+        variant TEXT NOT NULL,
+        source TEXT NOT NULL DEFAULT '',          -- where the variant's weights came from
+        decoding TEXT NOT NULL DEFAULT '',
+        caption TEXT NOT NULL,
+        ground_truth TEXT NOT NULL DEFAULT '',
+        image_sha256 TEXT NOT NULL CHECK (length(image_sha256) = 64),
+        example TEXT NOT NULL DEFAULT '',         -- the gallery example's file name, if it was one
+        rating TEXT NOT NULL CHECK (rating IN ('correct', 'partly', 'wrong')),
+        missed TEXT NOT NULL DEFAULT '[]',        -- JSON list of findings
+        invented TEXT NOT NULL DEFAULT '[]',      -- JSON list of findings
+        comment TEXT NOT NULL DEFAULT '',
+        scores TEXT NOT NULL DEFAULT '{}',        -- JSON: the caption's metrics against ground_truth
+        submission TEXT                           -- one "Submit reviews" of the app: sent once only
+    );
+    CREATE UNIQUE INDEX reviews_once_per_submission ON reviews (submission, variant) WHERE submission IS NOT NULL;
+    CREATE INDEX reviews_by_reviewer ON reviews (reviewer);
+    """,
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+COLUMNS = (
+    "id", "created_at", "reviewer", "role", "variant", "source", "decoding", "caption", "ground_truth",
+    "image_sha256", "example", "rating", "missed", "invented", "comment", "scores", "submission",
+)  # fmt: skip
+_JSON_COLUMNS = ("missed", "invented", "scores")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+class ReviewError(ValueError):
+    """A review that cannot be stored as given; the message says why, for the person who sent it."""
+
+
+def default_database() -> Path:
+    """`$CXRCAP_REVIEWS`; on a Space with persistent storage `/data/reviews.sqlite`; else
+    `data/reviews.sqlite` under the working directory (the app's data folder)."""
+    configured = os.environ.get("CXRCAP_REVIEWS", "").strip()
+    if configured:
+        return Path(configured).expanduser()
+    if os.environ.get("SPACE_ID") and os.access("/data", os.W_OK):
+        return Path("/data/reviews.sqlite")  # Spaces mount persistent storage there; elsewhere it vanishes on restart
+    return Path("data") / "reviews.sqlite"
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    with open(path, "rb") as file:
+        return hashlib.file_digest(file, "sha256").hexdigest()
+
+
+@dataclass(frozen=True)
+class Review:
+    """One checked review, ready to store (make it with `make_review`)."""
+
+    variant: str
+    caption: str
+    rating: str
+    image_sha256: str
+    ground_truth: str = ""
+    example: str = ""
+    source: str = ""
+    decoding: str = ""
+    missed: tuple[str, ...] = ()
+    invented: tuple[str, ...] = ()
+    comment: str = ""
+    reviewer: str = ""
+    role: str = ""
+    scores: dict[str, float] = field(default_factory=dict)
+    submission: str | None = None
+
+
+def make_review(
+    *,
+    variant,
+    caption,
+    rating,
+    image_sha256,
+    ground_truth=None,
+    example=None,
+    source=None,
+    decoding=None,
+    missed=(),
+    invented=(),
+    comment=None,
+    reviewer=None,
+    role=None,
+    submission=None,
+) -> tuple[Review, list[str]]:
+    """Check and tidy what a reviewer sent; returns the review and notices for them (e.g. a cut
+    comment). Raises `ReviewError` for anything that cannot be stored as meant."""
+    notices = []
+    variant = _text("variant", variant).strip()
+    if variant not in VARIANTS:
+        raise ReviewError(f"Unknown variant {variant!r}; choose one of {', '.join(VARIANTS)}.")
+    rating = _text("rating", rating).strip().lower()
+    if rating not in RATINGS:
+        raise ReviewError(f"Rating must be one of {', '.join(RATINGS)}, not {rating!r}.")
+    image_sha256 = _text("image_sha256", image_sha256).strip().lower()
+    if not _SHA256.fullmatch(image_sha256):
+        raise ReviewError("The image is missing: a review is about one X-ray (known by its sha256).")
+    caption, ground_truth = _text("caption", caption), _text("ground truth", ground_truth).strip()
+    for name, value in (("caption", caption), ("ground truth", ground_truth)):
+        if len(value) > MAX_TEXT_CHARS:
+            raise ReviewError(f"The {name} has {len(value):,} characters; at most {MAX_TEXT_CHARS:,} are stored.")
+    comment = _text("comment", comment).strip()
+    if len(comment) > MAX_COMMENT_CHARS:
+        notices.append(f"The comment had {len(comment):,} characters; its first {MAX_COMMENT_CHARS:,} are stored.")
+        comment = comment[:MAX_COMMENT_CHARS]
+    short = {
+        name: _text(name, value).strip()
+        for name, value in (("reviewer name", reviewer), ("role", role), ("source", source), ("decoding", decoding))
+    }
+    for name, value in short.items():
+        if len(value) > MAX_NAME_CHARS * (5 if name in ("source", "decoding") else 1):
+            raise ReviewError(f"The {name} is too long ({len(value):,} characters).")
+    example = Path(_text("example", example).strip()).name  # a file name, never a server path
+    scores = metrics.score(caption, ground_truth) if metrics.normalise(ground_truth) else {}
+    review = Review(
+        variant=get_variant(variant).id, caption=caption, rating=rating, image_sha256=image_sha256,
+        ground_truth=ground_truth, example=example[:MAX_NAME_CHARS], source=short["source"],
+        decoding=short["decoding"], missed=_findings("missed", missed), invented=_findings("invented", invented),
+        comment=comment, reviewer=short["reviewer name"], role=short["role"], scores=scores,
+        submission=None if submission is None else _text("submission", submission),
+    )  # fmt: skip
+    return review, notices
+
+
+def _text(name: str, value) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise ReviewError(f"The {name} must be text, not {type(value).__name__}.")
+    return value.replace("\x00", "")  # NUL ends C strings: keep it out of the database and of CSVs
+
+
+def _findings(name: str, values) -> tuple[str, ...]:
+    if isinstance(values, str) or not isinstance(values, Iterable):
+        raise ReviewError(f"The {name} findings must be a list of names.")
+    names = tuple(dict.fromkeys(_text(f"{name} finding", value).strip() for value in values if value))
+    if len(names) > MAX_FINDINGS or any(len(value) > MAX_NAME_CHARS for value in names):
+        raise ReviewError(f"At most {MAX_FINDINGS} {name} findings of up to {MAX_NAME_CHARS} characters each.")
+    return names
+
+
+class ReviewStore:
+    """The reviews database. Safe to share between threads and processes: each call opens its own
+    connection, and writers wait for each other (up to `BUSY_SECONDS`)."""
+
+    def __init__(self, path: str | os.PathLike, mirror: JsonlMirror | None = None):
+        self.path = Path(path)
+        self.mirror = mirror
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._connection() as connection:
+            connection.execute("PRAGMA journal_mode = WAL")  # stored in the file: set once, kept by every opener
+            self._migrate(connection)
+
+    def _migrate(self, connection: sqlite3.Connection) -> None:
+        connection.execute("BEGIN IMMEDIATE")  # two processes opening a new file: one migrates, the other waits
+        try:
+            version = connection.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise ReviewError(
+                    f"The reviews database {self.path.name} has schema version {version}, newer than this "
+                    f"cxrcap's {SCHEMA_VERSION}: update cxrcap to use it."
+                )
+            for step in range(version, SCHEMA_VERSION):
+                for statement in _statements(MIGRATIONS[step]):
+                    connection.execute(statement)
+                connection.execute(f"PRAGMA user_version = {step + 1}")
+            connection.execute("COMMIT")
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+
+    @contextmanager
+    def _connection(self) -> Iterator[sqlite3.Connection]:
+        connection = sqlite3.connect(self.path, timeout=BUSY_SECONDS, isolation_level=None)  # we BEGIN ourselves
+        try:
+            connection.execute("PRAGMA synchronous = FULL")  # a review acknowledged is on disk, even on power loss
+            yield connection
+        finally:
+            connection.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction. IMMEDIATE takes the write lock at BEGIN, so a busy database means
+        waiting here, never the mid-transaction lock upgrade that fails at once."""
+        with self._connection() as connection:
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                yield connection
+                connection.execute("COMMIT")
+            except BaseException:
+                connection.execute("ROLLBACK")
+                raise
+
+    def add(self, reviews: Review | Sequence[Review]) -> list[int]:
+        """Store reviews in one transaction (all or none); returns their ids. A submission sent
+        twice is refused whole."""
+        reviews = [reviews] if isinstance(reviews, Review) else list(reviews)
+        created_at = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+        placeholders = ", ".join("?" * (len(COLUMNS) - 1))
+        try:
+            with self._transaction() as connection:
+                ids = [
+                    connection.execute(
+                        f"INSERT INTO reviews ({', '.join(COLUMNS[1:])}) VALUES ({placeholders})",
+                        _values(review, created_at),
+                    ).lastrowid
+                    for review in reviews
+                ]
+        except sqlite3.IntegrityError:
+            raise ReviewError("These reviews were submitted already; each image's reviews are sent once.") from None
+        if self.mirror is not None:
+            self.mirror.append(self.rows(ids=ids))
+        return ids
+
+    def rows(self, ids: Sequence[int] | None = None) -> list[dict]:
+        """Reviews as dicts (missed/invented as lists, scores as a dict), oldest first."""
+        query = f"SELECT {', '.join(COLUMNS)} FROM reviews"
+        if ids is not None:
+            query += f" WHERE id IN ({', '.join('?' * len(ids))})"
+        with self._connection() as connection:
+            found = connection.execute(query + " ORDER BY id", list(ids or ())).fetchall()
+        return [_row(values) for values in found]
+
+    def version(self) -> tuple[int, int]:
+        """(number of reviews, highest id): changes whenever reviews are added or deleted."""
+        with self._connection() as connection:
+            count, highest = connection.execute("SELECT count(*), coalesce(max(id), 0) FROM reviews").fetchone()
+        return count, highest
+
+    def delete_reviewer(self, reviewer: str) -> int:
+        """Delete every review by this reviewer (exact name as stored); returns how many."""
+        with self._transaction() as connection:
+            return connection.execute("DELETE FROM reviews WHERE reviewer = ?", (reviewer,)).rowcount
+
+    def integrity_check(self) -> str:
+        with self._connection() as connection:
+            return "; ".join(row[0] for row in connection.execute("PRAGMA integrity_check"))
+
+
+def _statements(script: str) -> list[str]:
+    """A migration's statements one by one: `executescript` would COMMIT our transaction."""
+    without_comments = re.sub(r"--[^\n]*", "", script)
+    return [statement.strip() for statement in without_comments.split(";") if statement.strip()]
+
+
+def _values(review: Review, created_at: str) -> list:
+    fields = asdict(review)
+    fields.update(created_at=created_at, missed=json.dumps(list(review.missed)),
+                  invented=json.dumps(list(review.invented)), scores=json.dumps(review.scores))  # fmt: skip
+    return [fields[column] for column in COLUMNS[1:]]
+
+
+def _row(values: Sequence) -> dict:
+    row = dict(zip(COLUMNS, values))
+    for column in _JSON_COLUMNS:
+        row[column] = json.loads(row[column])
+    return row
+
+
+# ---------------------------------------------------------------------------------------------
+# Summaries
+
+
+@dataclass(frozen=True)
+class Share:
+    count: int
+    share: float
+    low: float
+    high: float
+
+
+@dataclass(frozen=True)
+class VariantSummary:
+    variant: str
+    n_reviews: int
+    n_reviewers: int  # distinct names; unnamed reviews are not counted as reviewers
+    n_images: int
+    shares: dict[str, Share]  # by rating
+
+
+@dataclass(frozen=True)
+class Agreement:
+    metric: str
+    n_reviews: int  # reviews with a ground truth (only those have scores)
+    tau_b: float  # nan when undefined (fewer than two reviews, or all ratings or all scores equal)
+    low: float
+    high: float
+
+
+@dataclass(frozen=True)
+class Summary:
+    n_reviews: int
+    n_reviewers: int
+    n_images: int
+    variants: list[VariantSummary]
+    agreements: list[Agreement]
+
+
+def wilson_interval(count: int, total: int, z: float = WILSON_Z) -> tuple[float, float]:
+    """Wilson score interval of a proportion (stays inside [0, 1], sensible for small n)."""
+    if total == 0:
+        return math.nan, math.nan
+    p = count / total
+    centre = (p + z * z / (2 * total)) / (1 + z * z / total)
+    half = z / (1 + z * z / total) * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total))
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def kendall_tau_b(x: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+    """Kendall's tau-b of x (few distinct values, e.g. ratings) against y, for each row of
+    `weights` (how many times each observation counts: a bootstrap resample). Without weights,
+    a 1-element array: the plain tau-b (equal to `scipy.stats.kendalltau(x, y, variant="b")`).
+
+    O(levels² · n log n) per row, not O(n²): pairs are counted level against level with sorted
+    cumulative weights, so a thousand resamples of thousands of reviews take milliseconds.
+    """
+    x, y = np.asarray(x), np.asarray(y, dtype=float)
+    weights = np.ones((1, len(x))) if weights is None else np.atleast_2d(np.asarray(weights, dtype=float))
+    total = weights.sum(axis=1)
+    pairs = total * (total - 1) / 2
+    levels = np.unique(x)
+    level_weights = np.stack([weights[:, x == level].sum(axis=1) for level in levels], axis=1)
+    ties_x = (level_weights * (level_weights - 1) / 2).sum(axis=1)
+    _, y_group = np.unique(y, return_inverse=True)
+    y_weights = np.zeros((len(weights), y_group.max() + 1))
+    np.add.at(y_weights.T, y_group, weights.T)
+    ties_y = (y_weights * (y_weights - 1) / 2).sum(axis=1)
+    concordant_minus_discordant = np.zeros(len(weights))
+    for low_index, low in enumerate(levels):
+        below = np.flatnonzero(x == low)
+        order = np.argsort(y[below], kind="stable")
+        y_low = y[below][order]
+        cumulative = np.concatenate([np.zeros((len(weights), 1)), weights[:, below][:, order].cumsum(axis=1)], axis=1)
+        for high in levels[low_index + 1:]:
+            above = np.flatnonzero(x == high)
+            smaller = cumulative[:, np.searchsorted(y_low, y[above], side="left")]  # y_i < y_j: concordant
+            larger = cumulative[:, -1:] - cumulative[:, np.searchsorted(y_low, y[above], side="right")]
+            concordant_minus_discordant += ((smaller - larger) * weights[:, above]).sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return concordant_minus_discordant / np.sqrt((pairs - ties_x) * (pairs - ties_y))
+
+
+def summarise(rows: Sequence[dict], *, n_resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0) -> Summary:
+    """Per-variant shares of each rating and per-metric agreement with the ratings (see module doc)."""
+    variants = []
+    for variant in [v for v in VARIANTS if any(row["variant"] == v for row in rows)]:
+        own = [row for row in rows if row["variant"] == variant]
+        shares = {}
+        for rating in RATINGS:
+            count = sum(row["rating"] == rating for row in own)
+            shares[rating] = Share(count, count / len(own), *wilson_interval(count, len(own)))
+        variants.append(VariantSummary(variant, len(own), _reviewers(own), len({r["image_sha256"] for r in own}), shares))
+    return Summary(len(rows), _reviewers(rows), len({row["image_sha256"] for row in rows}), variants,
+                   _agreements(rows, n_resamples, seed))  # fmt: skip
+
+
+def _reviewers(rows: Iterable[dict]) -> int:
+    return len({row["reviewer"].casefold() for row in rows if row["reviewer"]})
+
+
+def _agreements(rows: Sequence[dict], n_resamples: int, seed: int) -> list[Agreement]:
+    scored = [row for row in rows if row["scores"]]
+    agreements = []
+    images = sorted({row["image_sha256"] for row in scored})
+    image_of = np.array([images.index(row["image_sha256"]) for row in scored], dtype=int)
+    # Resample images, not reviews: reviews of one X-ray are not independent of each other.
+    rng = np.random.default_rng(seed)
+    drawn = rng.integers(0, len(images), size=(n_resamples, len(images))) if images else np.zeros((n_resamples, 0), int)
+    image_counts = np.zeros((n_resamples, len(images)))
+    np.add.at(image_counts, (np.arange(n_resamples)[:, None], drawn), 1)
+    weights = image_counts[:, image_of]
+    ranks = np.array([RATING_RANK[row["rating"]] for row in scored])
+    for metric in metrics.SENTENCE_KEYS:
+        values = np.array([row["scores"].get(metric, math.nan) for row in scored], dtype=float)
+        keep = ~np.isnan(values)
+        if keep.sum() < 2:
+            agreements.append(Agreement(metric, int(keep.sum()), math.nan, math.nan, math.nan))
+            continue
+        tau = float(kendall_tau_b(ranks[keep], values[keep])[0])
+        resampled = kendall_tau_b(ranks[keep], values[keep], weights[:, keep])
+        resampled = resampled[~np.isnan(resampled)]
+        low, high = np.percentile(resampled, [2.5, 97.5]) if len(resampled) else (math.nan, math.nan)
+        agreements.append(Agreement(metric, int(keep.sum()), tau, float(low), float(high)))
+    return agreements
+
+
+def summary_markdown(summary: Summary) -> str:
+    """The summary as Markdown tables (the app's Results tab and `reviews summary`)."""
+    if not summary.n_reviews:
+        return "No reviews yet. Rate the captions on the Caption tab (or through the `/review` API)."
+    lines = [
+        f"**{summary.n_reviews:,} reviews** of captions of {summary.n_images:,} images by "
+        f"{summary.n_reviewers:,} named reviewers.",
+        "",
+        "| Variant | Reviews | Reviewers | " + " | ".join(RATING_LABELS[r].capitalize() for r in RATINGS) + " |",
+        "|---|---:|---:|" + "---:|" * len(RATINGS),
+    ]
+    for variant in summary.variants:
+        cells = [f"{s.share:.0%} ({s.low:.0%}-{s.high:.0%})" for s in variant.shares.values()]
+        lines.append(f"| {VARIANTS[variant.variant].label} | {variant.n_reviews} | {variant.n_reviewers} | "
+                     + " | ".join(cells) + " |")  # fmt: skip
+    lines += [
+        "",
+        "Share of reviews with each rating, with its Wilson 95% interval over reviews.",
+        "",
+        "| Metric | Reviews with a ground truth | Kendall's tau-b vs rating | 95% interval |",
+        "|---|---:|---:|---|",
+    ]
+    for agreement in summary.agreements:
+        tau = "n/a" if math.isnan(agreement.tau_b) else f"{agreement.tau_b:+.2f}"
+        interval = "n/a" if math.isnan(agreement.low) else f"{agreement.low:+.2f} to {agreement.high:+.2f}"
+        lines.append(f"| {metrics.METRIC_LABELS[agreement.metric]} | {agreement.n_reviews} | {tau} | {interval} |")
+    lines += [
+        "",
+        "Rank agreement between each caption's score against its ground truth and the clinician's rating "
+        "(wrong < partly < correct): +1 means the metric orders captions as clinicians do. Interval: "
+        f"percentile bootstrap over images ({BOOTSTRAP_RESAMPLES:,} resamples); n/a where all ratings or all "
+        "scores are equal.",
+    ]
+    return "\n".join(lines)
+
+
+def to_csv(rows: Sequence[dict]) -> str:
+    """Reviews as CSV: one column per metric; findings joined by '; '. Free text that a spreadsheet
+    would run as a formula (=, +, -, @ first) gets a leading apostrophe."""
+    buffer = io.StringIO()
+    header = [c for c in COLUMNS if c != "scores"] + list(metrics.SENTENCE_KEYS)
+    writer = csv.DictWriter(buffer, fieldnames=header)
+    writer.writeheader()
+    for row in rows:
+        flat = {key: value for key, value in row.items() if key != "scores"}
+        flat.update(missed="; ".join(row["missed"]), invented="; ".join(row["invented"]))
+        flat.update({key: row["scores"].get(key, "") for key in metrics.SENTENCE_KEYS})
+        writer.writerow({key: _spreadsheet_safe(value) for key, value in flat.items()})
+    return buffer.getvalue()
+
+
+def _spreadsheet_safe(value):
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
+
+
+# ---------------------------------------------------------------------------------------------
+# Optional copy on the hub
+
+
+class JsonlMirror:
+    """Appends stored reviews as JSON Lines to a file of its own in `folder` (one file per process:
+    the scheduler uploads changed files whole, and a restarted app without persistent storage must
+    never overwrite what an earlier run uploaded). `lock` is the uploader's, so a file is never
+    read half-written."""
+
+    def __init__(self, folder: str | os.PathLike, lock: threading.Lock):
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.file = self.folder / f"reviews-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}.jsonl"
+        self.lock = lock
+
+    def append(self, rows: Iterable[dict]) -> None:
+        lines = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+        try:
+            with self.lock, open(self.file, "a", encoding="utf-8") as file:
+                file.write(lines)
+        except OSError as error:  # the database has the reviews; the copy catches up never, but says so
+            log.error("reviews were stored but not copied to %s: %s", self.folder, error)
+
+
+def hub_mirror(repo_id: str, folder: str | os.PathLike, every_minutes: float) -> JsonlMirror:
+    """Copy every review stored from now on to the private hub dataset `repo_id` (created if
+    needed; needs a write token, e.g. the Space's HF_TOKEN secret)."""
+    from huggingface_hub import CommitScheduler
+
+    scheduler = CommitScheduler(
+        repo_id=repo_id, repo_type="dataset", folder_path=folder, every=every_minutes, private=True,
+        path_in_repo="reviews", allow_patterns=["*.jsonl"],
+    )  # fmt: skip
+    return JsonlMirror(folder, scheduler.lock)
+
+
+def open_store(path: str | os.PathLike | None = None) -> ReviewStore:
+    """The store the app uses: `path` (default `default_database()`), copied to the hub when
+    `CXRCAP_REVIEWS_REPO` is set (into `<database folder>/reviews-hub/`)."""
+    path = Path(path) if path else default_database()
+    repo_id = os.environ.get("CXRCAP_REVIEWS_REPO", "").strip()
+    mirror = None
+    if repo_id:
+        every = float(os.environ.get("CXRCAP_REVIEWS_EVERY", "10"))
+        mirror = hub_mirror(repo_id, path.parent / "reviews-hub", every)
+    return ReviewStore(path, mirror)
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line: python -m cxrcap reviews summary|export|delete
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("action", choices=("summary", "export", "delete"))
+    parser.add_argument("--db", type=Path, default=None,
+                        help="the reviews database (default: $CXRCAP_REVIEWS, else data/reviews.sqlite)")  # fmt: skip
+    parser.add_argument("--csv", type=Path, default=None, help="export: write this CSV file (default: print it)")
+    parser.add_argument("--reviewer", default=None, help="delete: every review by this reviewer (name as stored)")
+
+
+def run(args) -> int:
+    path = args.db or default_database()
+    if not path.exists():
+        raise ValueError(f"no reviews database at {path}")
+    try:
+        store = ReviewStore(path)
+    except sqlite3.DatabaseError as error:
+        raise ValueError(f"{path} is not a reviews database ({error})") from None
+    if args.action == "summary":
+        print(summary_markdown(summarise(store.rows())))
+    elif args.action == "export":
+        rows = store.rows()
+        if args.csv:
+            args.csv.write_text(to_csv(rows), encoding="utf-8")
+            print(f"{len(rows)} reviews written to {args.csv}")
+        else:
+            print(to_csv(rows), end="")
+    else:
+        if not args.reviewer:
+            raise ValueError("delete needs --reviewer NAME")
+        print(f"deleted {store.delete_reviewer(args.reviewer)} reviews by {args.reviewer!r}")
+    return 0
