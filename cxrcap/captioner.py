@@ -2,7 +2,8 @@
 
 One factory for both families: callers hold a `Captioner` and never ask whether it is
 GIT or BLIP. Loading is lazy, happens once, and any failure becomes `VariantUnavailable`
-with a message that says what to do, so the other variants keep working.
+with a message that says what to do, so the other variants keep working; a checkpoint that
+would leave weights random (missing, wrong-shaped, damaged file) is such a failure (`weights.py`).
 
 Speed on a CPU (benchmarks/README.md has the measurements): a decoding step reads every
 decoder weight for one token, so it is bound by memory bandwidth, which two cores streaming two
@@ -37,6 +38,7 @@ from transformers import (
 )
 
 from .variants import Variant, get_variant
+from .weights import BrokenCheckpoint, load_weights
 
 log = logging.getLogger(__name__)
 MODEL_CLASSES: dict[str, type[PreTrainedModel]] = {
@@ -188,8 +190,10 @@ class Captioner:
         try:
             with _LOADING:
                 processor = AutoProcessor.from_pretrained(source)
-                model = MODEL_CLASSES[variant.family].from_pretrained(source, dtype=self.dtype)
-        except Exception as error:  # corrupt or partial weights surface as many types
+                model = load_weights(MODEL_CLASSES[variant.family], source, dtype=self.dtype)
+        except BrokenCheckpoint as error:  # missing, wrong-shaped or damaged weights, named
+            raise VariantUnavailable(variant, f"{where} {error}") from None
+        except Exception as error:  # other unreadable files surface as many types
             raise VariantUnavailable(variant, f"{where} could not be loaded ({_first_line(error)})") from None
         model.to(self.device).eval()
         return processor, model
