@@ -1,7 +1,5 @@
 """The registry, source overrides, and what happens when a variant cannot load."""
 
-import os
-
 import pytest
 from transformers import BlipForConditionalGeneration, BlipProcessor, GitForCausalLM, GitProcessor
 
@@ -118,15 +116,3 @@ def test_build_captioners_tiny_random_marks_every_variant_untrained(tiny_sources
     assert {vid: c.source for vid, c in captioners.items()} == tiny_sources
     assert not any(c.untrained for c in build_captioners(["git-base"]).values())
 
-
-@pytest.mark.skipif(os.environ.get("CXRCAP_HUB_TESTS") != "1", reason="needs the Hugging Face hub: set CXRCAP_HUB_TESTS=1")
-@pytest.mark.parametrize("variant_id", ["git-base", "blip-base"])
-def test_real_base_models_load_from_the_hub(variant_id, cxr_image):
-    code = f"""
-from cxrcap.captioner import Captioner
-from cxrcap.images import load_image
-print(Captioner({variant_id!r}).caption_one(load_image({str(cxr_image)!r}))[0])
-"""
-    done = run_python("-c", code, HF_HUB_OFFLINE="0")
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip()
