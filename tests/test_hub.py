@@ -63,7 +63,9 @@ KNOWN_ANSWERS = [
     ),
 ]
 # What the app runs on each device (captioner.pick_dtype): fp32 on a CPU; bf16, or fp16 where
-# the GPU has no bf16, on CUDA.
+# the GPU has no bf16, on CUDA. Upstream pins fp32 for both models and fp16 for BLIP; GIT in
+# fp16 and both in bf16 are this project's own expectation: a failure there means the app's GPU
+# dtype changes the real captions.
 DEVICE_DTYPES = [("cpu", "float32"), ("cuda", "bfloat16"), ("cuda", "float16")]
 
 # A fresh process: it reads HF_HUB_OFFLINE anew, and holds one real model at a time.
@@ -93,19 +95,23 @@ def assert_known_answer(output: dict, answer: KnownAnswer) -> None:
         assert len(output["ids"]) == answer.length
 
 
-def test_the_check_passes_the_right_answer_and_fails_wrong_ones(tiny_sources, cxr_image):
+def test_the_check_passes_the_right_answer_and_fails_wrong_ones(tiny_sources, cxr_image, tmp_path):
     """The opt-in test's machinery on a tiny model: fresh-process captioning, then the check,
-    against an answer computed here independently (processor + generate, no Captioner)."""
+    against an answer computed here independently (the released processor unmodified +
+    generate, no Captioner), on a landscape image like the cats (640 x 480), where a centre
+    crop and a whole-image resize differ."""
     from PIL import Image
 
+    image = tmp_path / "landscape.png"
+    Image.open(cxr_image).convert("RGB").resize((640, 480)).save(image)
     source = tiny_sources["git-base"]
-    output = caption_in_a_fresh_process("git-base", source, cxr_image)
+    output = caption_in_a_fresh_process("git-base", source, image)
     processor = AutoProcessor.from_pretrained(source)
     model = MODEL_CLASSES["git"].from_pretrained(source).eval()
     settings = DecodeSettings()
     with torch.inference_mode():
         ids = model.generate(
-            pixel_values=processor(images=[Image.open(cxr_image)], return_tensors="pt").pixel_values,
+            pixel_values=processor(images=[Image.open(image)], return_tensors="pt").pixel_values,
             max_new_tokens=settings.max_new_tokens, num_beams=settings.num_beams, do_sample=False,
         )[0].tolist()  # fmt: skip
     caption = processor.decode(ids, skip_special_tokens=True).strip()
