@@ -10,7 +10,8 @@ model, so a wrong caption cannot pass unnoticed.
 
 Like transformers' tests, the images go to the processor as Pillow opens them (no
 `cxrcap.images.load_image`, whose EXIF rotation and alpha handling the tests do not apply) and
-the processors are the released ones, unmodified; decoding is the app's default (greedy).
+the processors are the released ones, unmodified (git-base's with its centre crop); decoding is
+the app's default (greedy).
 """
 
 import json
@@ -81,8 +82,12 @@ print(json.dumps({"ids": ids[0].tolist(), "caption": captioner.decode(ids)[0]}))
 
 
 def caption_in_a_fresh_process(variant_id: str, source: str, image, *, device="cpu", dtype="float32", **env) -> dict:
-    """{"ids": [...], "caption": "..."} of one image through `Captioner` (default settings)."""
-    done = run_python("-c", CAPTION, variant_id, source, str(image), device, dtype, timeout=1800, **env)
+    """{"ids": [...], "caption": "..."} of one image through `Captioner` (default settings), with
+    the released processors as shipped: CXRCAP_CENTRE_CROP=1 keeps git-base's centre crop, which
+    the app otherwise replaces by a whole-image resize (issue 19)."""
+    done = run_python(
+        "-c", CAPTION, variant_id, source, str(image), device, dtype, timeout=1800, CXRCAP_CENTRE_CROP="1", **env
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
 
