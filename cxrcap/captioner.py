@@ -17,13 +17,16 @@ can differ from fp32 ones.
 from __future__ import annotations
 
 import functools
+import hashlib
+import itertools
 import logging
 import os
+import queue
 import threading
 import time
 import warnings
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import Future, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -199,6 +202,21 @@ class Captioner:
         return processor, model
 
     @property
+    def fingerprint(self) -> str:
+        """Says which weights answer, as loaded: the source, the hub revision or the folder's files
+        (names, sizes, modification times), and int8 or not. A changed source, a re-written
+        checkpoint folder or a new hub revision gives a new fingerprint (caches key on it)."""
+        self.load()
+        if _is_local(self.source):
+            folder = Path(self.source).expanduser()
+            files = sorted(path for path in folder.rglob("*") if path.is_file())
+            revision = "\n".join(f"{path.relative_to(folder)} {path.stat().st_size} {path.stat().st_mtime_ns}" for path in files)
+        else:
+            revision = str(getattr(self.model.config, "_commit_hash", None))
+        what = f"{self.variant.id}\n{self.source}\n{revision}\nint8={self.quantize_int8}\n{self.dtype}"
+        return hashlib.sha256(what.encode()).hexdigest()[:16]
+
+    @property
     def processor(self):
         self.load()
         return self._loaded[0]
@@ -257,14 +275,17 @@ def _first_line(error: BaseException) -> str:
     return (text[0] if text else type(error).__name__)[:300]
 
 
-def build_captioners(variant_ids: Sequence[str], *, tiny_random: bool = False) -> dict[str, Captioner]:
-    """Captioners for the given ids (not loaded yet). With tiny_random, from tiny untrained weights."""
+def build_captioners(
+    variant_ids: Sequence[str], *, tiny_random: bool = False, quantize_int8: bool | None = None
+) -> dict[str, Captioner]:
+    """Captioners for the given ids (not loaded yet). With tiny_random, from tiny untrained weights;
+    quantize_int8 as in `Captioner` (None: `CXRCAP_INT8`)."""
     if tiny_random:
         from .tiny import tiny_sources  # builds the tiny folders once, on first use
 
         sources = tiny_sources()
-        return {vid: Captioner(vid, sources[vid], untrained=True) for vid in variant_ids}
-    return {vid: Captioner(vid) for vid in variant_ids}
+        return {vid: Captioner(vid, sources[vid], untrained=True, quantize_int8=quantize_int8) for vid in variant_ids}
+    return {vid: Captioner(vid, quantize_int8=quantize_int8) for vid in variant_ids}
 
 
 @dataclass(frozen=True)
@@ -274,6 +295,7 @@ class CaptionResult:
     seconds: float
     error: str | None = None
     untrained: bool = False
+    int8: bool = False  # made by dynamic int8 weights (faster on a CPU, may differ from fp32)
 
 
 def stream_captions(
@@ -282,6 +304,7 @@ def stream_captions(
     settings: DecodeSettings = DecodeSettings(),
     *,
     workers: int | None = None,
+    background: bool = False,
 ) -> Iterator[CaptionResult]:
     """Caption one image with every variant, yielding each result as soon as it is ready.
 
@@ -290,27 +313,34 @@ def stream_captions(
     threads (default: `CXRCAP_WORKERS`, else 2 when every captioner is on a CPU with 2+ threads,
     else 1). The worker threads are shared by all requests, so concurrent requests queue for
     them instead of oversubscribing the cores.
+
+    background: work nobody waits for (the app's example cache). Its variants always run on the
+    shared workers, behind every caption a person asked for: one waiting for a worker is taken
+    before any background one, so a request never waits longer than one variant's caption that
+    had already started.
     """
     workers = workers or _default_workers(captioners)
     pixels = _SharedPixels(image)
 
     def run(variant_id: str, captioner: Captioner) -> CaptionResult:
         start = time.perf_counter()
+        int8 = captioner.quantize_int8
         try:
             (text,) = captioner.decode(captioner.generate_ids(pixels.of(captioner), settings))
         except VariantUnavailable as error:
-            return CaptionResult(variant_id, None, 0.0, error=str(error), untrained=captioner.untrained)
+            return CaptionResult(variant_id, None, 0.0, error=str(error), untrained=captioner.untrained, int8=int8)
         except Exception as error:  # one variant failing must not take the other three down
             log.exception("%s failed to caption", variant_id)
             reason = f"captioning failed ({type(error).__name__}: {_first_line(error)})"
-            return CaptionResult(variant_id, None, 0.0, error=reason, untrained=captioner.untrained)
-        return CaptionResult(variant_id, text, time.perf_counter() - start, untrained=captioner.untrained)
+            return CaptionResult(variant_id, None, 0.0, error=reason, untrained=captioner.untrained, int8=int8)
+        return CaptionResult(variant_id, text, time.perf_counter() - start, untrained=captioner.untrained, int8=int8)
 
-    if workers <= 1:
+    if workers <= 1 and not background:
         for variant_id, captioner in captioners.items():
             yield run(variant_id, captioner)
         return
-    futures = [_worker_pool(workers).submit(run, vid, captioner) for vid, captioner in captioners.items()]
+    pool = _caption_workers(workers)
+    futures = [pool.submit(run, vid, captioner, background=background) for vid, captioner in captioners.items()]
     try:
         for future in as_completed(futures):
             yield future.result()
@@ -339,14 +369,39 @@ def _default_workers(captioners: dict[str, Captioner]) -> int:
 
 
 @functools.cache
-def _worker_pool(workers: int) -> ThreadPoolExecutor:
-    """Long-lived threads, each running torch on CPU_THREADS // workers threads."""
-    return ThreadPoolExecutor(
-        max_workers=workers,
-        thread_name_prefix="cxrcap-caption",
-        initializer=torch.set_num_threads,
-        initargs=(max(1, _CPU_THREADS // workers),),
-    )
+def _caption_workers(workers: int) -> _CaptionWorkers:
+    return _CaptionWorkers(workers)
+
+
+class _CaptionWorkers:
+    """Long-lived threads, each running torch on CPU_THREADS // workers threads, taking caption
+    jobs from one queue: a person's jobs first (in arrival order), then background ones."""
+
+    _PERSON, _BACKGROUND = 0, 1
+
+    def __init__(self, workers: int):
+        self._jobs: queue.PriorityQueue = queue.PriorityQueue()
+        self._arrival = itertools.count()  # ties keep arrival order (and never compare jobs)
+        for number in range(workers):
+            threading.Thread(target=self._work, args=(max(1, _CPU_THREADS // workers),),
+                             name=f"cxrcap-caption_{number}", daemon=True).start()
+
+    def submit(self, function, *args, background: bool = False) -> Future:
+        future: Future = Future()
+        rank = self._BACKGROUND if background else self._PERSON
+        self._jobs.put((rank, next(self._arrival), future, function, args))
+        return future
+
+    def _work(self, threads: int) -> None:
+        torch.set_num_threads(threads)
+        while True:
+            _, _, future, function, args = self._jobs.get()
+            if not future.set_running_or_notify_cancel():  # cancelled while it waited
+                continue
+            try:
+                future.set_result(function(*args))
+            except BaseException as error:  # handed to whoever waits on the future
+                future.set_exception(error)
 
 
 class _SharedPixels:

@@ -1,0 +1,121 @@
+"""The app's own cache of example captions, so a click on an example answers at once.
+
+Gradio caches `gr.Examples`, never a `gr.Gallery` used as a picker, so the app keeps this one.
+A row is one variant's caption of one image, keyed by what decides the caption:
+
+- the image's content (a hash of its decoded pixels: an upload equal to an example hits too),
+- the variant's weights as loaded (`Captioner.fingerprint`: source, revision or files, int8),
+- the decoding settings.
+
+Change any of them and the key changes: a stale caption cannot be served. Rows also go to disk,
+one small JSON file each under `cache_root()/example-captions/` (`$CXRCAP_CACHE`), so a restarted
+Space does not caption its examples again. Only the examples' captions are kept (the service
+decides what it stores); an upload's caption never is.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+import threading
+from collections.abc import Mapping
+from dataclasses import asdict
+from pathlib import Path
+
+from PIL import Image
+
+from ..cache import cache_root
+from ..captioner import CaptionResult, Captioner, DecodeSettings, VariantUnavailable, stream_captions
+
+log = logging.getLogger(__name__)
+FORMAT = 1  # bump when a row's meaning changes: older rows are then never read
+
+
+def image_digest(image: Image.Image) -> str:
+    """A hash of the decoded pixels (mode, size, bytes): equal images, equal digests, whatever file they came in."""
+    digest = hashlib.sha256(f"{image.mode} {image.size}".encode())
+    digest.update(image.tobytes())
+    return digest.hexdigest()
+
+
+class ExampleCache:
+    """Caption rows in memory, and on disk when `folder` is given."""
+
+    def __init__(self, folder: Path | None = None):
+        self.folder = folder
+        self._rows: dict[str, CaptionResult] = {}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def on_disk(cls) -> ExampleCache:
+        return cls(cache_root() / "example-captions")
+
+    def lookup(self, digest: str, captioners: Mapping[str, Captioner], settings: DecodeSettings) -> dict[str, CaptionResult]:
+        """The cached captions of this image by the given variants, by variant id (missing ones absent)."""
+        found = {}
+        for variant_id, captioner in captioners.items():
+            key = _key(digest, captioner, settings)
+            if key is not None and (result := self._get(key)) is not None:
+                found[variant_id] = result
+        return found
+
+    def store(self, digest: str, captioner: Captioner, settings: DecodeSettings, result: CaptionResult) -> None:
+        """Keep a caption (failures are not kept: the next try may succeed)."""
+        key = _key(digest, captioner, settings)
+        if key is None or result.caption is None:
+            return
+        with self._lock:
+            self._rows[key] = result
+        if self.folder is not None:
+            self._write(key, result)
+
+    def _get(self, key: str) -> CaptionResult | None:
+        with self._lock:
+            if key in self._rows:
+                return self._rows[key]
+        if self.folder is None:
+            return None
+        try:
+            result = CaptionResult(**json.loads((self.folder / f"{key}.json").read_text(encoding="utf-8")))
+        except (OSError, ValueError, TypeError):  # absent, or half-written by a process that died
+            return None
+        with self._lock:
+            self._rows[key] = result
+        return result
+
+    def _write(self, key: str, result: CaptionResult) -> None:
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile("w", dir=self.folder, suffix=".tmp", delete=False, encoding="utf-8") as file:
+                json.dump(asdict(result), file)
+            os.chmod(file.name, 0o644)
+            os.replace(file.name, self.folder / f"{key}.json")  # readers see the whole row or none
+        except OSError as error:  # a read-only or full disk costs the restart its head start, nothing else
+            log.warning("example caption not written to disk: %s", error)
+
+
+def _key(digest: str, captioner: Captioner, settings: DecodeSettings) -> str | None:
+    """None for a variant that cannot load: its card says why, and there is nothing to cache."""
+    try:
+        fingerprint = captioner.fingerprint
+    except VariantUnavailable:
+        return None
+    what = f"{FORMAT}\n{digest}\n{fingerprint}\n{settings.num_beams}\n{settings.max_new_tokens}"
+    return hashlib.sha256(what.encode()).hexdigest()
+
+
+def caption_examples(cache: ExampleCache, images: Mapping[str, Image.Image], captioners: Mapping[str, Captioner],
+                     settings: DecodeSettings) -> int:
+    """Caption every image (by digest) with every variant whose row is missing, as background work
+    (`stream_captions(background=True)`: any person's caption goes first); returns rows added."""
+    added = 0
+    for digest, image in images.items():
+        cached = cache.lookup(digest, captioners, settings)
+        missing = {vid: captioner for vid, captioner in captioners.items() if vid not in cached}
+        for result in stream_captions(missing, image, settings, background=True):
+            cache.store(digest, captioners[result.variant_id], settings, result)
+            added += result.caption is not None
+    return added

@@ -1,0 +1,113 @@
+"""The example cache: keyed by pixels, weights and settings, never stale; background work yields to people."""
+
+import os
+import shutil
+import threading
+
+import pytest
+from PIL import Image
+
+from cxrcap import captioner as captioner_module
+from cxrcap.app.example_cache import ExampleCache, caption_examples, image_digest
+from cxrcap.captioner import Captioner, DecodeSettings, stream_captions
+from cxrcap.images import load_image
+from cxrcap.variants import VARIANT_IDS
+
+SETTINGS = DecodeSettings(max_new_tokens=5)
+
+
+@pytest.fixture(scope="module")
+def captioners(tiny_sources) -> dict[str, Captioner]:
+    return {vid: Captioner(vid, tiny_sources[vid], untrained=True, quantize_int8=False) for vid in VARIANT_IDS}
+
+
+@pytest.fixture(scope="module")
+def xray(cxr_image):
+    return load_image(cxr_image)
+
+
+def cached_ids(cache, image, captioners, settings=SETTINGS) -> set[str]:
+    return set(cache.lookup(image_digest(image), captioners, settings))
+
+
+def test_equal_pixels_hit_whatever_the_file_and_other_pixels_miss(captioners, xray, tmp_path):
+    cache = ExampleCache()
+    caption_examples(cache, {image_digest(xray): xray}, captioners, SETTINGS)
+    assert cached_ids(cache, xray, captioners) == set(VARIANT_IDS)
+    xray.save(tmp_path / "same.png")  # another file, the same pixels: an upload of the example
+    assert cached_ids(cache, load_image(tmp_path / "same.png"), captioners) == set(VARIANT_IDS)
+    assert cached_ids(cache, xray.rotate(90), captioners) == set()
+
+
+def test_a_changed_source_weights_int8_or_setting_is_never_served_a_stale_caption(captioners, xray, tiny_sources, tmp_path):
+    cache = ExampleCache()
+    caption_examples(cache, {image_digest(xray): xray}, {"git-base": captioners["git-base"]}, SETTINGS)
+    assert cached_ids(cache, xray, {"git-base": captioners["git-base"]}) == {"git-base"}
+
+    assert cached_ids(cache, xray, {"git-base": captioners["git-base"]}, DecodeSettings(max_new_tokens=6)) == set()
+    assert cached_ids(cache, xray, {"git-base": captioners["git-base"]}, DecodeSettings(num_beams=2, max_new_tokens=5)) == set()
+    int8 = Captioner("git-base", tiny_sources["git-base"], untrained=True, quantize_int8=True)
+    assert cached_ids(cache, xray, {"git-base": int8}) == set()
+
+    other_source = shutil.copytree(tiny_sources["git-base"], tmp_path / "git-copy")  # equal weights, another source
+    assert cached_ids(cache, xray, {"git-base": Captioner("git-base", str(other_source), untrained=True)}) == set()
+    rewritten = Captioner("git-base", str(other_source), untrained=True)  # the same folder, re-written since
+    caption_examples(cache, {image_digest(xray): xray}, {"git-base": rewritten}, SETTINGS)
+    weights = next(other_source.glob("*.safetensors"))
+    os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 10**9))
+    assert cached_ids(cache, xray, {"git-base": Captioner("git-base", str(other_source), untrained=True)}) == set()
+
+
+def test_rows_on_disk_answer_after_a_restart_and_failures_are_not_kept(captioners, xray, tmp_path):
+    first = ExampleCache(tmp_path / "rows")
+    unavailable = Captioner("git-base-ft", str(tmp_path / "absent"), untrained=True)
+    caption_examples(first, {image_digest(xray): xray}, {**captioners, "git-base-ft": unavailable}, SETTINGS)
+    restarted = ExampleCache(tmp_path / "rows")
+    rows = restarted.lookup(image_digest(xray), captioners, SETTINGS)
+    assert set(rows) == set(VARIANT_IDS) - {"git-base-ft"}
+    assert rows == {vid: row for vid, row in first.lookup(image_digest(xray), captioners, SETTINGS).items() if vid in rows}
+    assert restarted.lookup(image_digest(xray), {"git-base-ft": unavailable}, SETTINGS) == {}
+
+
+def test_a_request_during_background_captioning_goes_before_every_waiting_background_job(
+    captioners, cxr_examples_dir, monkeypatch
+):
+    """With two workers busy on background captions, a person's four captions start as soon as
+    the running ones end: no background caption starts in between (each waits at most one
+    variant's caption time)."""
+    monkeypatch.setenv("CXRCAP_WORKERS", "2")
+    workers = captioner_module._caption_workers(2)
+    events, lock, started = [], threading.Lock(), threading.Event()
+    person = Image.new("RGB", (300, 300), "white")
+
+    def log(what):
+        with lock:
+            events.append(what)
+
+    real_submit = workers.submit
+
+    def submit(function, *args, background=False):
+        kind = "background" if background else "person"
+
+        def job(*job_args):  # what a worker runs as it takes the job from the queue
+            log("start " + kind)
+            started.set()
+            return function(*job_args)
+
+        future = real_submit(job, *args, background=background)
+        log("queued " + kind)
+        return future
+
+    monkeypatch.setattr(workers, "submit", submit)
+    images = {str(i): load_image(p) for i, p in enumerate(sorted((cxr_examples_dir / "images").glob("*.jpg"))[:3])}
+    background = threading.Thread(target=caption_examples, args=(ExampleCache(), images, captioners, SETTINGS))
+    background.start()
+    assert started.wait(60)
+    results = list(stream_captions(captioners, person, SETTINGS, workers=2))
+    background.join(120)
+
+    assert sorted(r.variant_id for r in results) == sorted(VARIANT_IDS) and all(r.caption is not None for r in results)
+    last_queued = max(i for i, e in enumerate(events) if e == "queued person")
+    last_person_start = max(i for i, e in enumerate(events) if e == "start person")
+    assert "start background" not in events[last_queued:last_person_start], events
+    assert events.count("start background") == 3 * len(VARIANT_IDS)  # the background work still finished
