@@ -151,6 +151,37 @@ def bootstrap_ci(
     }
 
 
+def bootstrap_difference(
+    baseline: list[str],
+    other: list[str],
+    references: list[str],
+    *,
+    n_resamples: int = 1000,
+    seed: int = 0,
+    confidence: float = 0.95,
+) -> dict[str, tuple[float, float, float]]:
+    """Every corpus metric of `other` minus that of `baseline` (captions of the same images), with
+    a paired percentile bootstrap interval: each resample draws the same images for both.
+    Returns {key: (difference, low, high)}."""
+    if n_resamples < 1 or not 0 < confidence < 1:
+        raise MetricInputError("bootstrap needs n_resamples >= 1 and 0 < confidence < 1")
+    first, second = _checked_corpus_stats(baseline, references), _checked_corpus_stats(other, references)
+    everything = np.arange(first.size)[None]
+    resamples = np.random.default_rng(seed).integers(0, first.size, size=(n_resamples, first.size))
+    whole = _difference(first, second, everything)
+    resampled = _difference(first, second, resamples)
+    tail = (1 - confidence) / 2 * 100
+    return {
+        key: (float(whole[key][0]), float(np.percentile(values, tail)), float(np.percentile(values, 100 - tail)))
+        for key, values in resampled.items()
+    }
+
+
+def _difference(first: "_CorpusStats", second: "_CorpusStats", resamples: np.ndarray) -> dict[str, np.ndarray]:
+    first_values, second_values = first.aggregate(resamples), second.aggregate(resamples)
+    return {key: second_values[key] - first_values[key] for key in first_values}
+
+
 @dataclass(frozen=True)
 class _PairScores:
     bleu_sentence: float

@@ -152,6 +152,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--qualitative", type=int, default=4, metavar="N", help="X-rays in the qualitative figure")
     parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% CIs")
     parser.add_argument("--seed", type=int, default=0, help="seed of the baselines and the bootstrap (default 0)")
+    parser.add_argument(
+        "--compare-int8", action="store_true",
+        help="also caption with int8 copies of the variants (CPU) and write int8-comparison.md|csv|json: "
+        "token and caption agreement with fp32, each metric's int8 - fp32 difference with a bootstrap interval",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -161,8 +166,11 @@ def run(args: argparse.Namespace) -> int:
         if value is not None and value < 1:
             raise ReportError(f"--{name.replace('_', '-')} must be at least 1")
     settings = DecodeSettings(num_beams=args.beams, max_new_tokens=args.max_new_tokens)
+    if args.compare_int8 and pick_device().type != "cpu":
+        raise ReportError("--compare-int8 measures the CPU's fast mode: run it on a CPU (e.g. CUDA_VISIBLE_DEVICES= )")
     metrics.warm_up()  # WordNet (for METEOR) loads in the background while the models caption
-    captioners = build_captioners(parse_variant_ids(args.variants), tiny_random=args.tiny_random)
+    captioners = build_captioners(parse_variant_ids(args.variants), tiny_random=args.tiny_random,
+                                  quantize_int8=False if args.compare_int8 else None)  # int8 is compared with fp32
     split = data.load_split(args.data, args.split)  # a DataError is a message for the user
     evaluation = read_evaluation_set(split, args.limit)
     if not evaluation.ids:
@@ -202,8 +210,37 @@ def run(args: argparse.Namespace) -> int:
     figures.plot_metrics(rows, meta, args.out / "metrics")
     figures.plot_qualitative(evaluation, predictions, rows, args.qualitative, args.out / "qualitative")
     print(markdown)
+    if args.compare_int8:
+        print(compare_int8(args, evaluation, predictions, rows, settings, batch_size))
     print(f"wrote {', '.join(OUTPUT_FILES)} to {args.out}/", file=sys.stderr)
     return 0 if all(row.available for row in rows) else 1
+
+
+def compare_int8(args, evaluation: EvaluationSet, predictions: dict[str, list[str]], rows: list[Row],
+                 settings: DecodeSettings, batch_size: int) -> str:
+    """Caption again with int8 copies of the available variants; write and return `int8.FILES`' table.
+    Compared with the fp32 captions of this report (or of --from-predictions)."""
+    from . import int8
+
+    models = [row for row in rows if row.kind == "model" and row.available]
+    int8_captioners = build_captioners([row.name for row in models], tiny_random=args.tiny_random, quantize_int8=True)
+    int8_predictions, int8_rows = generate_predictions(int8_captioners, evaluation.images, settings, batch_size)
+    compared = []
+    for row, int8_row in zip(models, int8_rows):
+        if not int8_row.available:
+            continue
+        tokenizer = int8_captioners[row.name].processor.tokenizer
+        compared.append(int8.compare(
+            row.name, row.display_label, predictions[row.name], int8_predictions[row.name], evaluation.references,
+            lambda text: tokenizer(text, add_special_tokens=False).input_ids,
+            fp32_seconds=row.seconds, int8_seconds=int8_row.seconds,
+            n_resamples=args.bootstrap, seed=args.seed, confidence=CI_LEVEL,
+        ))
+    about = (f"{len(evaluation.ids)} images of {args.data} ({args.split} split); decoding: {settings.describe()}; "
+             f"CPU, {torch.get_num_threads()} threads; speed-up: fp32 generation time / int8 generation time.")
+    table = int8.write(compared, args.out, about, untrained=any(row.untrained for row in models))
+    print(f"wrote {', '.join(int8.FILES)} to {args.out}/", file=sys.stderr)
+    return table
 
 
 # ---------------------------------------------------------------- images and captions
