@@ -16,6 +16,7 @@ from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio is imported
 
+import cxrcap.app.zerogpu  # noqa: F401  first: ZeroGPU's `spaces` must be imported before torch
 import gradio as gr
 
 from cxrcap.app.about import NOTICE, about_markdown
@@ -93,14 +94,18 @@ def build_demo(service: CaptionService, examples: list[Example], results_dir: Pa
         return image, image, ground_truth, "", "", False
 
     @shows_user_errors
-    def on_example(event: gr.SelectData):
+    def on_example(num_beams, max_new_tokens, int8, event: gr.SelectData):
+        # One event shows the example and its captions (no second round trip): a cached example
+        # answers at once. The preview shows the file itself: nothing to re-encode.
         example = examples[event.index]
         image = load_image(example.path)
-        return image, image, example.caption, f"Example credit: {example.credit}", example.credit, True
+        shown = (example.path, image, example.caption, f"Example credit: {example.credit}", example.credit, True)
+        for captions in on_caption(image, example.caption, num_beams, max_new_tokens, int8):
+            yield *shown, *captions
 
     @shows_user_errors
-    def on_caption(image, ground_truth, num_beams, max_new_tokens):
-        for comparison, notice in service.compare(image, ground_truth, num_beams, max_new_tokens):
+    def on_caption(image, ground_truth, num_beams, max_new_tokens, int8):
+        for comparison, notice in service.compare(image, ground_truth, num_beams, max_new_tokens, int8):
             if notice:
                 gr.Warning(notice)
             yield show(comparison), comparison.rows(), comparison
@@ -125,6 +130,8 @@ def build_demo(service: CaptionService, examples: list[Example], results_dir: Pa
                     with gr.Accordion("Decoding settings", open=False):
                         num_beams = gr.Slider(1, 8, value=1, step=1, label="Beams (1 = greedy)")
                         max_new_tokens = gr.Slider(5, 100, value=30, step=1, label="Longest caption (tokens)")
+                        int8 = gr.Checkbox(service.int8_default, label="Fast (int8) captions", visible=service.int8_available,
+                                           info="int8 weights: faster on a CPU; captions may differ from full precision")
                     with gr.Row():
                         run = gr.Button("Caption", variant="primary")
                         export = gr.Button("Download this comparison")
@@ -135,8 +142,8 @@ def build_demo(service: CaptionService, examples: list[Example], results_dir: Pa
                         raw = gr.JSON(label="Rows")
             if examples:
                 gallery = gr.Gallery([(e.path, e.caption) for e in examples], label="Examples: click one to caption it",
-                                     columns=8, height=260, allow_preview=False)
-                gr.Markdown(f"Examples from `{examples_folder()}`; each image's licence and source show when chosen.")
+                                     columns=10, height=260, allow_preview=False)
+                gr.Markdown("Real chest X-rays shared under their licences; each image's licence and source show when chosen.")
             else:
                 gallery = None
                 gr.Markdown(f"No examples: put X-rays with a CSV of captions in `{examples_folder()}` or set "
@@ -146,7 +153,7 @@ def build_demo(service: CaptionService, examples: list[Example], results_dir: Pa
         with gr.Tab("About"):
             gr.Markdown(about_markdown(asdict(Recipe())))
 
-        caption_inputs = [image_state, ground_truth, num_beams, max_new_tokens]
+        caption_inputs = [image_state, ground_truth, num_beams, max_new_tokens, int8]
         caption_outputs = [cards, raw, comparison_state]
         upload.upload(on_upload, [upload, ground_truth, showing_example],
                       [preview, image_state, ground_truth, credit, credit_state, showing_example],
@@ -154,9 +161,9 @@ def build_demo(service: CaptionService, examples: list[Example], results_dir: Pa
             on_caption, caption_inputs, caption_outputs, api_visibility="private")
         run.click(on_caption, caption_inputs, caption_outputs, api_visibility="private")
         if gallery is not None:
-            gallery.select(on_example, None, [preview, image_state, ground_truth, credit, credit_state, showing_example],
-                           api_visibility="private").success(
-                on_caption, caption_inputs, caption_outputs, api_visibility="private")
+            gallery.select(on_example, [num_beams, max_new_tokens, int8],
+                           [preview, image_state, ground_truth, credit, credit_state, showing_example, *caption_outputs],
+                           api_visibility="private")
         export.click(shows_user_errors(service.export), [image_state, comparison_state, credit_state], [exported], api_visibility="private")
         # The API for gradio_client: one file in, one row per variant out (no browser state):
         # Client(url).predict(handle_file(path), ground_truth, 1, 30, api_name="/caption")

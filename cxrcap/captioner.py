@@ -116,7 +116,7 @@ def _looks_like_a_path(source: str) -> bool:
 _LOADING = threading.Lock()
 
 
-def _env_flag(name: str, default: bool) -> bool:
+def env_flag(name: str, default: bool) -> bool:
     value = os.environ.get(name, "").strip().lower()
     return default if not value else value not in ("0", "false", "no", "off")
 
@@ -143,7 +143,7 @@ class Captioner:
         self.untrained = untrained
         self.device = device or pick_device()
         self.dtype = dtype or pick_dtype(self.device)
-        self.quantize_int8 = _env_flag("CXRCAP_INT8", False) if quantize_int8 is None else quantize_int8
+        self.quantize_int8 = env_flag("CXRCAP_INT8", False) if quantize_int8 is None else quantize_int8
         if self.quantize_int8 and self.device.type != "cpu":
             raise ValueError("quantize_int8 runs on the CPU only (dynamic int8 quantisation)")
         self._lock = threading.Lock()
@@ -296,6 +296,7 @@ class CaptionResult:
     error: str | None = None
     untrained: bool = False
     int8: bool = False  # made by dynamic int8 weights (faster on a CPU, may differ from fp32)
+    unavailable: bool = False  # the variant could not be loaded (error says why), rather than failed to caption
 
 
 def stream_captions(
@@ -328,7 +329,8 @@ def stream_captions(
         try:
             (text,) = captioner.decode(captioner.generate_ids(pixels.of(captioner), settings))
         except VariantUnavailable as error:
-            return CaptionResult(variant_id, None, 0.0, error=str(error), untrained=captioner.untrained, int8=int8)
+            return CaptionResult(variant_id, None, 0.0, error=str(error), untrained=captioner.untrained, int8=int8,
+                                 unavailable=True)
         except Exception as error:  # one variant failing must not take the other three down
             log.exception("%s failed to caption", variant_id)
             reason = f"captioning failed ({type(error).__name__}: {_first_line(error)})"

@@ -48,12 +48,13 @@ def tiny_sources(isolated_cache) -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def app_url(tiny_sources, cxr_examples_dir, tmp_path_factory):
-    """`python app.py --tiny-random` on a free loopback port, as a user starts it."""
+def app_url(tiny_sources, tmp_path_factory):
+    """`python app.py --tiny-random` on a free loopback port, as a user of a fresh clone starts it."""
     import os
 
     from benchmarks.app_process import running_app
 
-    env = dict(os.environ, CXRCAP_EXAMPLES=str(cxr_examples_dir), CXRCAP_RESULTS=str(tmp_path_factory.mktemp("no-results")))
+    env = dict(os.environ, CXRCAP_RESULTS=str(tmp_path_factory.mktemp("no-results")))  # the shipped gallery
+    env.pop("CXRCAP_EXAMPLES", None)
     with running_app(["--tiny-random"], env, tmp_path_factory.mktemp("app") / "app.log") as url:
         yield url

@@ -82,3 +82,45 @@ def test_choosing_an_example_fills_the_ground_truth_and_captions_it(browser, app
     expect(page.locator("#cards .cx-truth")).to_have_count(0)
     expect(page.locator("#cards .cx-scores")).to_have_count(0)
     page.close()
+
+
+def wait_for_the_example_cache(examples: int, variants: int = 4, timeout: float = 300) -> None:
+    """The app writes one row per (example, variant) to the disk cache once captioned in the background."""
+    import os
+    import time
+
+    rows = Path(os.environ["CXRCAP_CACHE"]) / "example-captions"
+    deadline = time.monotonic() + timeout
+    while len(list(rows.glob("*.json"))) < examples * variants:
+        assert time.monotonic() < deadline, "the examples were not cached in the background"
+        time.sleep(0.5)
+
+
+@pytest.mark.parametrize("width, height, name", [(1366, 900, "laptop"), (1920, 1080, "projector")])
+def test_a_cached_example_fills_four_cards_with_scores_within_0_3_s(browser, app_url, width, height, name):
+    from cxrcap.app.examples import DEFAULT_FOLDER, load_examples
+
+    examples = load_examples(DEFAULT_FOLDER)
+    page = browser.new_page(viewport={"width": width, "height": height})
+    page.goto(app_url)
+    thumbnails = page.locator("button.thumbnail-item")
+    expect(thumbnails).to_have_count(len(examples), timeout=30_000)
+    wait_for_the_example_cache(len(examples))
+    # Timed in the page: from the click to the fourth card with scores (the ground truth is the example's caption).
+    page.evaluate("""() => {
+        window.__clicked = null; window.__filled = null;
+        document.addEventListener('mousedown', () => { window.__clicked = performance.now(); }, {capture: true, once: true});
+        new MutationObserver((_, observer) => {
+            if (window.__clicked !== null && document.querySelectorAll('#cards .cx-scores').length === 4) {
+                window.__filled = performance.now(); observer.disconnect();
+            }
+        }).observe(document.body, {childList: true, subtree: true});
+    }""")
+    thumbnails.first.click()
+    page.wait_for_function("() => window.__filled !== null", timeout=30_000)
+    seconds = page.evaluate("() => (window.__filled - window.__clicked) / 1000")
+    print(f"\n{name}: cached example -> four cards with scores in {seconds:.3f} s")
+    assert seconds <= 0.3
+    expect(page.get_by_text(f"Example credit: {examples[0].credit}").first).to_be_visible()
+    page.screenshot(path=str(SCREENSHOTS / f"cached-example-{name}.png"), full_page=True)
+    page.close()

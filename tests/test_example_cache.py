@@ -111,3 +111,57 @@ def test_a_request_during_background_captioning_goes_before_every_waiting_backgr
     last_person_start = max(i for i, e in enumerate(events) if e == "start person")
     assert "start background" not in events[last_queued:last_person_start], events
     assert events.count("start background") == 3 * len(VARIANT_IDS)  # the background work still finished
+
+
+def service_with_examples(example_files, tmp_path, **kwargs):
+    from cxrcap.app.service import CaptionService
+
+    service = CaptionService(list(VARIANT_IDS), tiny_random=True, public_files=example_files,
+                             example_cache=ExampleCache(tmp_path / "rows"), **kwargs)
+    service.start()
+    assert service.examples_cached.wait(300)
+    return service
+
+
+def no_live_captions(*args, **kwargs):
+    raise AssertionError("captioned again instead of answering from the cache")
+
+
+def test_the_app_answers_an_example_and_an_equal_upload_from_the_cache(cxr_image, tmp_path, monkeypatch):
+    from cxrcap.app import service as service_module
+
+    service = service_with_examples([str(cxr_image)], tmp_path)
+    monkeypatch.setattr(service_module, "stream_captions", no_live_captions)
+    counts, comparison = [], None
+    for comparison, _ in service.compare(load_image(cxr_image), "supine AP chest X-ray", 1, 30):
+        counts.append(len(comparison.outcomes))
+    assert counts == [4]  # every card in the first update
+    assert all(o.result.caption and o.scores for o in comparison.outcomes.values())
+    shutil.copy(cxr_image, tmp_path / "upload.jpg")  # a visitor uploads the same file
+    assert len(list(service.compare(load_image(tmp_path / "upload.jpg"), "", 1, 30))[-1][0].outcomes) == 4
+    with pytest.raises(AssertionError, match="captioned again"):  # other settings: not from the cache
+        list(service.compare(load_image(cxr_image), "", 2, 30))
+
+
+def test_on_zero_gpu_examples_are_cached_on_first_use(cxr_image, tmp_path, monkeypatch):
+    from cxrcap.app import service as service_module, zerogpu
+
+    monkeypatch.setattr(zerogpu, "ON_ZERO_GPU", True)  # SPACES_ZERO_GPU itself is never set in tests
+    service = service_with_examples([str(cxr_image)], tmp_path)
+    image = load_image(cxr_image)
+    assert cached_ids(service.example_cache, image, service.captioners, DecodeSettings()) == set()
+    first = list(service.compare(image, "", 1, 30))[-1][0]
+    monkeypatch.setattr(service_module, "stream_captions", no_live_captions)
+    again = list(service.compare(image, "", 1, 30))[-1][0]
+    assert {v: o.result.caption for v, o in again.outcomes.items()} == {v: o.result.caption for v, o in first.outcomes.items()}
+
+
+def test_fast_int8_captions_are_marked_and_cached_apart(cxr_image, tmp_path):
+    from cxrcap.app.cards import render_cards
+
+    service = service_with_examples([str(cxr_image)], tmp_path)
+    assert service.int8_available and not service.int8_default
+    comparison = list(service.compare(load_image(cxr_image), "", 1, 30, int8=True))[-1][0]
+    assert all(o.result.int8 and o.result.caption is not None for o in comparison.outcomes.values())
+    assert render_cards(service.variant_ids, comparison).count(">int8</span>") == 4
+    assert all(row["int8"] for row in comparison.rows())

@@ -117,8 +117,9 @@ def test_unavailable_variant_shows_why_and_the_others_work(tiny_sources, xray, t
     missing, working = comparison.outcomes["git-base-ft"].result, comparison.outcomes["blip-base"].result
     assert missing.caption is None and "python -m finetune --family git" in missing.error
     assert working.caption
-    html = render_cards(service.variant_ids, comparison)
-    assert "unavailable" in html and "python -m finetune --family git" in html
+    html = render_cards(service.variant_ids, comparison)  # what is missing and the one variable; no stack
+    assert "unavailable" in html and "No fine-tuned GIT checkpoint" in html and "CXRCAP_SOURCE_GIT_BASE_FT" in html
+    assert "python -m finetune" not in html and "folder" not in html
 
 
 def test_cards_escape_captions_and_label_untrained_weights():

@@ -48,9 +48,33 @@ The live BLEU is {SENTENCE_BLEU_LABEL}.
 |---|---|
 {metric_rows}
 
+{deploy_markdown()}
+
 ## The study's own results (as reported by the study, not measured here)
 The study reports, for its fine-tuned models, ROUGE-1 about 0.35, ROUGE-2 0.22, ROUGE-L 0.33 and METEOR 0.14.
 Its table also shows ROUGE-L 0.8 for a model it did not train and BLEU 0 in three rows, which is why
 this project recomputes every metric with documented implementations and compares with baselines
 that need no image (see the Results tab).
+"""
+
+
+def deploy_markdown() -> str:
+    """For whoever runs this app as a Hugging Face Space: hardware choices and variables."""
+    fine_tuned = ", ".join(f"`{v.env_var}`" for v in VARIANTS.values() if v.fine_tuned)
+    base = ", ".join(f"`{v.env_var}`" for v in VARIANTS.values() if not v.fine_tuned)
+    return f"""\
+## Running your own copy (a Hugging Face Space)
+**Hardware.** *CPU basic* (free): four captions take seconds; "Fast (int8) captions" takes a
+third or so off, with captions that may differ from fp32 ones. *ZeroGPU*: a GPU is lent for
+each request (examples are captioned on first use). *A dedicated GPU*: fast for everyone. On a
+CPU or a dedicated GPU the examples are captioned in the background after start-up (a visitor's
+request always goes first), so a click on one answers at once.
+
+| Space variable | What it does |
+|---|---|
+| {fine_tuned} | the fine-tuned checkpoints (hub ids, e.g. pushed by `python -m finetune ... --push-to-hub you/name`) |
+| {base} | other base models |
+| `CXRCAP_EXAMPLES` | a folder of your own examples (images + `metadata.csv`: `file_name,caption,license,source`) |
+| `CXRCAP_INT8` | `1`: fast int8 captions by default on a CPU |
+| `CXRCAP_CACHE` | where the example captions are kept across restarts (e.g. `/data/cxrcap` with persistent storage) |
 """

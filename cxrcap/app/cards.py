@@ -11,7 +11,7 @@ from html import escape
 from ..captioner import UNTRAINED_NOTE
 from .comparison import SCORE_LABELS, Comparison, VariantOutcome
 from ..metrics import SENTENCE_BLEU_LABEL
-from ..variants import VARIANTS
+from ..variants import VARIANTS, Variant
 
 CSS = """
 .cx-grid {display: grid; grid-template-columns: repeat(auto-fit, minmax(250px, 1fr)); gap: 12px;}
@@ -24,6 +24,7 @@ CSS = """
 .cx-untrained {background: #fff3cd; color: #6b4e00;}
 .cx-unavailable {background: #fde2e1; color: #8a1c17;}
 .cx-waiting {background: #e8eaf0; color: #333;}
+.cx-int8 {background: #dbeafe; color: #1e3a8a;}
 .cx-scores {width: 100%; font-size: 0.85rem; border-collapse: collapse; margin-top: 6px;}
 .cx-scores td {padding: 1px 4px;}
 .cx-scores td.v {text-align: right; font-variant-numeric: tabular-nums;}
@@ -59,6 +60,20 @@ def _scores_table(outcome: VariantOutcome) -> str:
     return f'<table class="cx-scores">{rows}</table><div>{chips}</div>'
 
 
+def unavailable_note(variant: Variant) -> str:
+    """For the visitor, what is missing; for the Space's owner, the one variable that fixes it.
+    The technical reason is in the app's log and the raw results, not on the card."""
+    if variant.source == variant.default_source:
+        missing = (f"No fine-tuned {variant.family.upper()} checkpoint is set up here." if variant.fine_tuned
+                   else f"The {variant.label} model could not be downloaded here.")
+        fix = f"set the variable <code>{variant.env_var}</code> to a {'fine-tuned ' if variant.fine_tuned else ''}" \
+              f"{variant.family.upper()} checkpoint (a hub id) and restart."
+    else:
+        missing = f"The checkpoint this app was given for {escape(variant.label)} could not be loaded."
+        fix = f"check <code>{variant.env_var}</code> (the app's log says what went wrong)."
+    return f'<div class="cx-caption">{missing}</div><div class="cx-meta">Space owner: {fix}</div>'
+
+
 def render_card(variant_id: str, outcome: VariantOutcome | None) -> str:
     label = escape(VARIANTS[variant_id].label)
     if outcome is None:
@@ -68,11 +83,14 @@ def render_card(variant_id: str, outcome: VariantOutcome | None) -> str:
         )
     result = outcome.result
     badge = '<span class="cx-badge cx-untrained">untrained</span>' if result.untrained else ""
+    badge += '<span class="cx-badge cx-int8" title="int8 weights: faster on a CPU; may differ from full precision">int8</span>' \
+        if result.int8 else ""
     if result.caption is None:
+        body = unavailable_note(VARIANTS[variant_id]) if result.unavailable else \
+            f'<div class="cx-meta">{escape(result.error or "")}</div>'
         return (
             f'<div class="cx-card" data-variant="{variant_id}"><h3>{label}'
-            f'<span class="cx-badge cx-unavailable">unavailable</span>{badge}</h3>'
-            f'<div class="cx-meta">{escape(result.error or "")}</div></div>'
+            f'<span class="cx-badge cx-unavailable">unavailable</span>{badge}</h3>{body}</div>'
         )
     note = f'<div class="cx-note">{escape(UNTRAINED_NOTE)}</div>' if result.untrained else ""
     return (

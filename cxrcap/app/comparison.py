@@ -73,6 +73,7 @@ class Comparison:
                     "seconds": round(result.seconds, 3),
                     "error": result.error,
                     "untrained": result.untrained,
+                    "int8": result.int8,
                     "ground_truth": self.ground_truth,
                     "decoding": self.settings.describe(),
                     **{key: (outcome.scores or {}).get(key) for key in SENTENCE_KEYS},
@@ -104,7 +105,7 @@ class Comparison:
         for _, outcome in self.ordered():
             result = outcome.result
             text = result.caption if result.caption is not None else result.error or "unavailable"
-            note = " [untrained weights]" if result.untrained else ""
+            note = (" [untrained weights]" if result.untrained else "") + (" [int8]" if result.int8 else "")
             scores = outcome.scores or {}
             detail = "   ".join(
                 f"{SCORE_LABELS[k]} {scores[k]:.2f}" for k in ("bleu", "rougeL", "meteor", "finding_f1") if k in scores

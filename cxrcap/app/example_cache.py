@@ -21,7 +21,7 @@ import logging
 import os
 import tempfile
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Container, Iterator, Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
 
@@ -119,3 +119,30 @@ def caption_examples(cache: ExampleCache, images: Mapping[str, Image.Image], cap
             cache.store(digest, captioners[result.variant_id], settings, result)
             added += result.caption is not None
     return added
+
+
+def cached_then_live(
+    cache: ExampleCache,
+    captioners: Mapping[str, Captioner],
+    image: Image.Image,
+    settings: DecodeSettings,
+    live: Callable[[Sequence[str], Image.Image, DecodeSettings], Iterator[CaptionResult]],
+    keep: Container[str] = (),
+) -> tuple[list[CaptionResult], Iterator[CaptionResult]]:
+    """Every variant's caption of `image`: the cached ones now, and the others as they finish
+    (`live(variant_ids, image, settings)`, started when first iterated). Live captions of an image
+    whose digest is in `keep` (the examples) are cached: on ZeroGPU that is how examples get
+    cached, on first use."""
+    digest = image_digest(image)
+    cached = cache.lookup(digest, captioners, settings)
+    missing = [vid for vid in captioners if vid not in cached]
+
+    def rest() -> Iterator[CaptionResult]:
+        if not missing:
+            return
+        for result in live(missing, image, settings):
+            if digest in keep:
+                cache.store(digest, captioners[result.variant_id], settings, result)
+            yield result
+
+    return list(cached.values()), rest()

@@ -1,8 +1,8 @@
 """The app's examples gallery: real X-rays with their captions and credit lines.
 
 Read from an image folder with a CSV (the same reader as the data, `data.load_split`):
-`$CXRCAP_EXAMPLES`, else `assets/examples/`. The repository ships no third-party images;
-a Space owner adds theirs (see the README).
+`$CXRCAP_EXAMPLES`, else `assets/examples/`: ten credited chest X-rays shipped with the
+repository (`tools/build_examples.py` makes them); a Space owner may point the variable at theirs.
 """
 
 from __future__ import annotations
