@@ -30,7 +30,8 @@ NAMES_SHOWN = 6  # a message names at most this many weights, then counts the re
 
 
 class BrokenCheckpoint(ValueError):
-    """A checkpoint that cannot give the model all its weights; the message says which."""
+    """A checkpoint that cannot give the model all its weights. The message says which, as a
+    predicate to follow the checkpoint's name ("has a damaged ...", "does not hold ...")."""
 
 
 def load_weights(model_class, source: str, **kwargs) -> PreTrainedModel:
