@@ -10,7 +10,7 @@ from pathlib import Path
 from . import data, report, reviews
 from .captioner import UNTRAINED_NOTE, DecodeSettings, build_captioners, quiet_library_logs, stream_captions
 from .images import ImageError, load_image
-from .variants import VARIANT_IDS, parse_variant_ids
+from .variants import EXTRA_ID, VARIANT_IDS, VARIANTS, parse_variant_ids
 
 
 def add_decode_arguments(parser: argparse.ArgumentParser) -> None:
@@ -23,22 +23,33 @@ def add_decode_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--tiny-random", action="store_true", help="use tiny untrained models built locally (no download)"
     )
+    parser.add_argument(
+        "--extra-model", default=VARIANTS[EXTRA_ID].source or None, metavar="ID_OR_FOLDER",
+        help="a fifth, vision-language model next to the study's four: hub id or folder (default: $CXRCAP_EXTRA_MODEL; "
+        "`tiny` with --tiny-random)",
+    )
+    parser.add_argument(
+        "--extra-prompt", default=None, help="what the extra model is asked (default: a one-sentence findings request)"
+    )
 
 
 def caption_images(args: argparse.Namespace) -> int:
     """Caption each image with each variant; one result row per (image, variant)."""
     settings = DecodeSettings(num_beams=args.beams, max_new_tokens=args.max_new_tokens)
-    captioners = build_captioners(parse_variant_ids(args.variants), tiny_random=args.tiny_random)
+    captioners = build_captioners(parse_variant_ids(args.variants), tiny_random=args.tiny_random,
+                                  extra_model=args.extra_model, extra_prompt=args.extra_prompt)
     results = []
     for path in args.images:
         try:
             image = load_image(path)
         except ImageError as error:
-            results += [_row(path, vid, None, None, str(error), c.untrained) for vid, c in captioners.items()]
+            results += [_row(path, vid, None, None, str(error), c.untrained, c.notes(settings))
+                        for vid, c in captioners.items()]
             continue
         finished = stream_captions(captioners, image, settings)  # in completion order
         for result in sorted(finished, key=lambda result: list(captioners).index(result.variant_id)):
-            results.append(_row(path, result.variant_id, result.caption, result.seconds, result.error, result.untrained))
+            results.append(_row(path, result.variant_id, result.caption, result.seconds, result.error, result.untrained,
+                                result.notes, result.full_text))
     if args.json:
         print(json.dumps(results, indent=2))
     else:
@@ -46,9 +57,9 @@ def caption_images(args: argparse.Namespace) -> int:
     return 1 if any(row["error"] for row in results) else 0
 
 
-def _row(image, variant_id, caption, seconds, error, untrained) -> dict:
+def _row(image, variant_id, caption, seconds, error, untrained, notes=(), full_text=None) -> dict:
     return {"image": str(image), "variant": variant_id, "caption": caption, "seconds": seconds,
-            "error": error, "untrained": untrained}
+            "error": error, "untrained": untrained, "notes": list(notes), "full_text": full_text}
 
 
 def print_results(results: list[dict], captioners: dict) -> None:
@@ -57,12 +68,14 @@ def print_results(results: list[dict], captioners: dict) -> None:
         if row["image"] != current:
             current = row["image"]
             print(f"\n{current}")
-        label = captioners[row["variant"]].variant.label
+        label = captioners[row["variant"]].label
         if row["error"]:
             print(f"  {label:16} ERROR: {row['error']}")
         else:
             note = f"  [{UNTRAINED_NOTE}]" if row["untrained"] else ""
             print(f"  {label:16} {row['caption']}  ({row['seconds']:.2f} s){note}")
+        for line in row["notes"]:
+            print(f"  {'':16} {line}")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -40,7 +40,7 @@ from transformers import (
     PreTrainedModel,
 )
 
-from .variants import Variant, get_variant
+from .variants import EXTRA_ID, Variant, get_variant
 from .weights import BrokenCheckpoint, load_weights
 
 log = logging.getLogger(__name__)
@@ -57,22 +57,32 @@ _CPU_THREADS = torch.get_num_threads()
 class VariantUnavailable(RuntimeError):
     """A variant could not be loaded; the message says why and what to do."""
 
-    def __init__(self, variant: Variant, reason: str):
+    def __init__(self, variant: Variant, reason: str, fix: str | None = None):
         self.variant = variant
         self.reason = reason
-        super().__init__(f"{variant.label} ({variant.id}) is unavailable: {reason}. To fix: {variant.how_to_get}.")
+        super().__init__(f"{variant.label} ({variant.id}) is unavailable: {reason}. To fix: {fix or variant.how_to_get}.")
+
+
+class StillLoading(VariantUnavailable):
+    """A variant loading in the background: captioning says so at once instead of waiting."""
+
+
+MAX_PROMPT_CHARS = 1000
 
 
 @dataclass(frozen=True)
 class DecodeSettings:
     num_beams: int = 1  # 1 = greedy, the default
     max_new_tokens: int = 30
+    prompt: str | None = None  # what an instructable model (the extra slot) is asked; None: its default
 
     def __post_init__(self):
         if not 1 <= self.num_beams <= 8:
             raise ValueError("num_beams must be between 1 and 8")
         if not 1 <= self.max_new_tokens <= 128:
             raise ValueError("max_new_tokens must be between 1 and 128")
+        if self.prompt is not None and not 0 < len(self.prompt.strip()) <= MAX_PROMPT_CHARS:
+            raise ValueError(f"the prompt must have 1 to {MAX_PROMPT_CHARS} characters")
 
     def describe(self) -> str:
         search = "greedy" if self.num_beams == 1 else f"beam search ({self.num_beams} beams)"
@@ -152,6 +162,15 @@ class Captioner:
 
     def __repr__(self) -> str:
         return f"Captioner({self.variant.id!r}, source={self.source!r})"
+
+    @property
+    def label(self) -> str:
+        """How tables and printouts name this captioner."""
+        return self.variant.label
+
+    def notes(self, settings: DecodeSettings | None = None) -> tuple[str, ...]:
+        """Lines a card shows under the caption (the study's variants need none)."""
+        return ()
 
     @property
     def is_loaded(self) -> bool:
@@ -276,16 +295,50 @@ def _first_line(error: BaseException) -> str:
 
 
 def build_captioners(
-    variant_ids: Sequence[str], *, tiny_random: bool = False, quantize_int8: bool | None = None
+    variant_ids: Sequence[str], *, tiny_random: bool = False, quantize_int8: bool | None = None,
+    extra_model: str | None = None, extra_prompt: str | None = None,
 ) -> dict[str, Captioner]:
     """Captioners for the given ids (not loaded yet). With tiny_random, from tiny untrained weights;
-    quantize_int8 as in `Captioner` (None: `CXRCAP_INT8`)."""
+    quantize_int8 as in `Captioner` (None: `CXRCAP_INT8`).
+
+    Naming an extra model (entry points default to `CXRCAP_EXTRA_MODEL`) adds the fifth slot,
+    `extra`, which asks it `extra_prompt` (see `cxrcap.extra`; it runs unquantised).
+    """
+    extra_model = (extra_model or "").strip()
+    if extra_model and EXTRA_ID not in variant_ids:
+        variant_ids = [*variant_ids, EXTRA_ID]
+    study_ids = [vid for vid in variant_ids if vid != EXTRA_ID]
+    sources: dict[str, str | None] = dict.fromkeys(study_ids)
     if tiny_random:
         from .tiny import tiny_sources  # builds the tiny folders once, on first use
 
-        sources = tiny_sources()
-        return {vid: Captioner(vid, sources[vid], untrained=True, quantize_int8=quantize_int8) for vid in variant_ids}
-    return {vid: Captioner(vid, quantize_int8=quantize_int8) for vid in variant_ids}
+        sources = tiny_sources(study_ids)
+    captioners = {}
+    for vid in variant_ids:
+        if vid == EXTRA_ID:
+            from .extra import ExtraCaptioner  # imported here: it builds on this module
+
+            captioners[vid] = ExtraCaptioner.named(extra_model, prompt=extra_prompt, tiny_random=tiny_random)
+        else:
+            captioners[vid] = Captioner(vid, sources[vid], untrained=tiny_random, quantize_int8=quantize_int8)
+    return captioners
+
+
+CHARS_PER_WORD = 16  # with max_words, the caption's length in characters (runs without spaces)
+
+
+def cap_caption(text: str, max_words: int) -> tuple[str, str | None]:
+    """(the caption shown and scored, the full answer when it was longer): the first `max_words`
+    words, and at most `max_words * CHARS_PER_WORD` characters.
+
+    The study's captions stay within it (a word is at least one token, and tokens are short); a
+    chatty VLM's answer is cut to a caption-sized text, and the full answer stays one click away.
+    """
+    words = text.split()
+    shown = " ".join(words[:max_words])[: max_words * CHARS_PER_WORD]
+    if shown == " ".join(words):
+        return text, None
+    return shown.rstrip(), text
 
 
 @dataclass(frozen=True)
@@ -297,6 +350,9 @@ class CaptionResult:
     untrained: bool = False
     int8: bool = False  # made by dynamic int8 weights (faster on a CPU, may differ from fp32)
     unavailable: bool = False  # the variant could not be loaded (error says why), rather than failed to caption
+    full_text: str | None = None  # the whole answer, when the caption was cut from it (`cap_caption`)
+    notes: tuple[str, ...] = ()  # `Captioner.notes`: the extra slot's model, licence, prompt
+    loading: bool = False  # still loading in the background: ask again later
 
 
 def stream_captions(
@@ -326,16 +382,18 @@ def stream_captions(
     def run(variant_id: str, captioner: Captioner) -> CaptionResult:
         start = time.perf_counter()
         int8 = captioner.quantize_int8
+        failed = functools.partial(CaptionResult, variant_id, None, 0.0, untrained=captioner.untrained, int8=int8,
+                                   notes=captioner.notes(settings))
         try:
             (text,) = captioner.decode(captioner.generate_ids(pixels.of(captioner), settings))
         except VariantUnavailable as error:
-            return CaptionResult(variant_id, None, 0.0, error=str(error), untrained=captioner.untrained, int8=int8,
-                                 unavailable=True)
-        except Exception as error:  # one variant failing must not take the other three down
+            return failed(error=str(error), unavailable=True, loading=isinstance(error, StillLoading))
+        except Exception as error:  # one variant failing must not take the others down
             log.exception("%s failed to caption", variant_id)
-            reason = f"captioning failed ({type(error).__name__}: {_first_line(error)})"
-            return CaptionResult(variant_id, None, 0.0, error=reason, untrained=captioner.untrained, int8=int8)
-        return CaptionResult(variant_id, text, time.perf_counter() - start, untrained=captioner.untrained, int8=int8)
+            return failed(error=f"captioning failed ({type(error).__name__}: {_first_line(error)})")
+        caption, full_text = cap_caption(text, settings.max_new_tokens)
+        return CaptionResult(variant_id, caption, time.perf_counter() - start, untrained=captioner.untrained, int8=int8,
+                             full_text=full_text, notes=captioner.notes(settings))
 
     if workers <= 1 and not background:
         for variant_id, captioner in captioners.items():

@@ -24,7 +24,8 @@ from .report import (
 
 PROJECTOR_STYLE = {"font.size": 17, "axes.titlesize": 22, "axes.labelsize": 20, "legend.fontsize": 16}
 # GIT blues, BLIP reds; base dark, fine-tuned light: the same colour for a variant in every figure.
-VARIANT_COLOURS = {"git-base": "#1f4e9c", "git-base-ft": "#5fa2dd", "blip-base": "#b2182b", "blip-base-ft": "#f4845f"}
+VARIANT_COLOURS = {"git-base": "#1f4e9c", "git-base-ft": "#5fa2dd", "blip-base": "#b2182b", "blip-base-ft": "#f4845f",
+                   "extra": "#4d9221"}
 BASELINE_STYLES = {CONSTANT: {"color": "#7f7f7f", "hatch": "//"}, RANDOM: {"color": "#c7c7c7", "hatch": ".."}}
 
 

@@ -52,11 +52,12 @@ from .captioner import (
     DecodeSettings,
     VariantUnavailable,
     build_captioners,
+    cap_caption,
     pick_device,
     pick_dtype,
 )
 from .images import ImageError, load_image
-from .variants import parse_variant_ids
+from .variants import VARIANT_IDS, parse_variant_ids
 
 PREDICTIONS_FILE = "predictions.csv"
 PREDICTIONS_RECORD = "predictions.json"  # beside any predictions CSV: `record_path`
@@ -91,6 +92,7 @@ class Row:
     preprocess_seconds: float | None = None  # None: pixel values shared with an earlier variant
     scores: dict[str, float] = field(default_factory=dict)
     ci: dict[str, tuple[float, float]] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()  # `Captioner.notes`: the extra slot's model, licence, prompt
 
     @property
     def available(self) -> bool:
@@ -170,7 +172,8 @@ def run(args: argparse.Namespace) -> int:
         raise ReportError("--compare-int8 measures the CPU's fast mode: run it on a CPU (e.g. CUDA_VISIBLE_DEVICES= )")
     metrics.warm_up()  # WordNet (for METEOR) loads in the background while the models caption
     captioners = build_captioners(parse_variant_ids(args.variants), tiny_random=args.tiny_random,
-                                  quantize_int8=False if args.compare_int8 else None)  # int8 is compared with fp32
+                                  quantize_int8=False if args.compare_int8 else None,  # int8 is compared with fp32
+                                  extra_model=args.extra_model, extra_prompt=args.extra_prompt)
     split = data.load_split(args.data, args.split)  # a DataError is a message for the user
     evaluation = read_evaluation_set(split, args.limit)
     if not evaluation.ids:
@@ -222,7 +225,7 @@ def compare_int8(args, evaluation: EvaluationSet, predictions: dict[str, list[st
     Compared with the fp32 captions of this report (or of --from-predictions)."""
     from . import int8
 
-    models = [row for row in rows if row.kind == "model" and row.available]
+    models = [row for row in rows if row.kind == "model" and row.available and row.name in VARIANT_IDS]  # not the extra
     int8_captioners = build_captioners([row.name for row in models], tiny_random=args.tiny_random, quantize_int8=True)
     int8_predictions, int8_rows = generate_predictions(int8_captioners, evaluation.images, settings, batch_size)
     compared = []
@@ -307,23 +310,28 @@ def generate_predictions(
             captioner, pixels[key], settings, batch_size, desc=row.display_label
         )
         row.seconds = time.perf_counter() - start
+        row.notes = captioner.notes(settings)  # now with what loading found (the extra slot's licence, prompt)
     return predictions, rows
 
 
 def preprocess(
     captioner: Captioner, images: Sequence[Image.Image], desc: str = "", progress: bool = True
-) -> torch.Tensor:
-    """Every image's pixel values for this captioner's model, in chunks (for the progress bar)."""
-    chunks = range(0, len(images), PREPROCESS_CHUNK)
-    return torch.cat([
+) -> torch.Tensor | list:
+    """Every image's pixel values for this captioner's model, in chunks (for the progress bar).
+
+    Pixel tensors are concatenated; the extra slot prepares per batch (its processor needs the
+    prompt too), so its `preprocess` hands back the images as a list, joined as one.
+    """
+    chunks = [
         captioner.preprocess(images[i : i + PREPROCESS_CHUNK])
-        for i in tqdm(chunks, desc=desc, unit="chunk", disable=not progress)
-    ])
+        for i in tqdm(range(0, len(images), PREPROCESS_CHUNK), desc=desc, unit="chunk", disable=not progress)
+    ]
+    return torch.cat(chunks) if isinstance(chunks[0], torch.Tensor) else [item for chunk in chunks for item in chunk]
 
 
 def generate_in_batches(
     captioner: Captioner,
-    pixel_values: torch.Tensor,
+    pixel_values: torch.Tensor | list,
     settings: DecodeSettings,
     batch_size: int,
     desc: str = "",
@@ -331,14 +339,16 @@ def generate_in_batches(
 ) -> tuple[list[str], int]:
     """Caption pre-processed images batch by batch; halves the batch when the GPU runs out of memory.
 
-    Returns the captions and the batch size that worked, for the next variant to start from.
+    Returns the captions (each cut to the caption length, `cap_caption`, as the app shows and
+    scores them) and the batch size that worked, for the next variant to start from.
     """
     captions: list[str] = []
     with tqdm(total=len(pixel_values), desc=desc, unit="img", disable=not progress) as bar:
         while len(captions) < len(pixel_values):
             batch = pixel_values[len(captions) : len(captions) + batch_size]
             try:
-                captions += captioner.decode(captioner.generate_ids(batch, settings))
+                answers = captioner.decode(captioner.generate_ids(batch, settings))
+                captions += [cap_caption(answer, settings.max_new_tokens)[0] for answer in answers]
             except torch.OutOfMemoryError:
                 if batch_size == 1:
                     raise
@@ -352,7 +362,8 @@ def generate_in_batches(
 
 def _model_row(variant_id: str, captioner: Captioner, settings: DecodeSettings) -> Row:
     return Row(
-        variant_id, captioner.variant.label, "model", untrained=captioner.untrained, settings=settings.describe()
+        variant_id, captioner.label, "model", untrained=captioner.untrained, settings=settings.describe(),
+        notes=captioner.notes(settings),
     )
 
 
@@ -408,7 +419,7 @@ def predictions_from_csv(
     predictions, rows = {}, []
     for variant_id, captioner in captioners.items():
         row = Row(
-            variant_id, captioner.variant.label, "model", untrained=untrained.get(variant_id, captioner.untrained),
+            variant_id, captioner.label, "model", untrained=untrained.get(variant_id, captioner.untrained),
             settings=record.settings.describe() if record.settings else UNKNOWN_DECODING,
         )
         rows.append(row)
@@ -642,6 +653,9 @@ def results_markdown(rows: list[Row], meta: dict) -> str:
     unavailable = [row for row in rows if not row.available]
     if unavailable:
         lines += ["", "## Unavailable", ""] + [f"- **{row.label}**: {row.reason}" for row in unavailable]
+    for row in rows:  # the extra slot: which model, its licence, what it was asked
+        if row.notes:
+            lines += ["", f"## {row.label}", ""] + [f"- {note}" for note in row.notes]
     lines += ["", "## Baselines (they never look at the image)", "", f"Pool: {meta['baseline_pool']}.", ""]
     lines += [f"- **{row.label}**: {row.settings}" for row in rows if row.kind == "baseline"]
     lines += ["", "## Metrics", ""]

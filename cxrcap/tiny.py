@@ -39,7 +39,7 @@ from transformers import (
 )
 
 from .cache import building, cache_root
-from .variants import VARIANTS
+from .variants import VARIANT_IDS, VARIANTS
 
 VOCAB_FILE = Path(__file__).resolve().parent.parent / "assets" / "tiny-vocab.txt"
 VOCAB_SIZE = 2000
@@ -150,7 +150,7 @@ def _cache_key() -> str:
     return digest[:12]
 
 
-def tiny_sources(variant_ids: Iterable[str] = VARIANTS, *, base_size: bool = False) -> dict[str, str]:
+def tiny_sources(variant_ids: Iterable[str] = VARIANT_IDS, *, base_size: bool = False) -> dict[str, str]:
     """Folders of the random variants (default: all four), each built once into the cache, atomically.
 
     base_size=True builds them at the real models' size (~0.7 GB per GIT, ~0.9 GB per BLIP

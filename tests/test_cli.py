@@ -57,3 +57,15 @@ def test_bad_arguments_are_refused_with_a_message(cxr_image):
     assert done.returncode == 2 and "unknown variant 'gpt-4'" in done.stderr and "Traceback" not in done.stderr
     done = run_cli("caption", str(cxr_image), "--beams", "0")
     assert done.returncode == 2 and "num_beams" in done.stderr
+
+
+def test_extra_model_adds_a_fifth_row_with_its_notes(cxr_image):
+    done = run_cli("caption", str(cxr_image), "--tiny-random", "--extra-model", "tiny", "--json", "--max-new-tokens", "8")
+    assert done.returncode == 0, done.stderr
+    rows = json.loads(done.stdout)
+    assert [row["variant"] for row in rows] == ["git-base", "git-base-ft", "blip-base", "blip-base-ft", "extra"]
+    extra = rows[-1]
+    assert extra["caption"] and extra["error"] is None and extra["untrained"] is True
+    assert len(extra["caption"].split()) <= 8 and "Describe the findings" not in extra["caption"]
+    assert extra["notes"] == ["Not part of the study", "Model: tiny random Gemma 3 (MedGemma's architecture)",
+                              "Licence: mit", "Prompt: Describe the findings of this chest X-ray in one sentence."]

@@ -228,3 +228,19 @@ def test_a_source_that_is_not_data_is_a_clear_error(tmp_path, capsys):
     assert report(tmp_path / "nowhere", tmp_path / "out", "--tiny-random") == 2
     assert "no such file or folder" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_the_extra_model_is_a_row_with_its_notes_and_only_its_answer_scored(cxr_examples_dir, tmp_path):
+    out = tmp_path / "extra"
+    assert report(cxr_examples_dir, out, "--tiny-random", "--limit", "3", "--variants", "git-base",
+                  "--extra-model", "tiny-idefics3", "--batch-size", "2") == 0
+    rows = read_rows(out)
+    assert list(rows) == ["git-base", "extra", CONSTANT, RANDOM]
+    extra = rows["extra"]
+    assert extra["status"] == "ok" and extra["n_images"] == 3 and set(extra["scores"]) >= {"bleu", "rougeL", "meteor"}
+    assert extra["label"] == "tiny random Idefics3 (SmolVLM's architecture) (extra) (untrained)"
+    captions = [row["extra"] for row in read_predictions(out)]
+    assert all(caption and len(caption.split()) <= 6 and "Describe the findings" not in caption for caption in captions)
+    markdown = (out / "results.md").read_text()
+    assert "- Not part of the study" in markdown and "- Licence: mit" in markdown
+    assert "- Prompt: Describe the findings of this chest X-ray in one sentence." in markdown

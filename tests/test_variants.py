@@ -16,8 +16,11 @@ def test_ids_sources_and_labels_are_the_contract():
         "git-base-ft": "checkpoints/git-base-ft",
         "blip-base": "Salesforce/blip-image-captioning-base",
         "blip-base-ft": "checkpoints/blip-base-ft",
+        "extra": "",  # the optional fifth slot: off until a model is named
     }
-    assert [v.label for v in VARIANTS.values()] == ["GIT base", "GIT fine-tuned", "BLIP base", "BLIP fine-tuned"]
+    assert [v.label for v in VARIANTS.values()] == ["GIT base", "GIT fine-tuned", "BLIP base", "BLIP fine-tuned", "Extra model"]
+    assert VARIANTS["extra"].env_var == "CXRCAP_EXTRA_MODEL" and VARIANTS["git-base-ft"].env_var == "CXRCAP_SOURCE_GIT_BASE_FT"
+    assert parse_variant_ids(None) == list(VARIANT_IDS)  # the four by default
     assert MODEL_CLASSES == {"git": GitForCausalLM, "blip": BlipForConditionalGeneration}
 
 

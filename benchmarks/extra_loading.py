@@ -1,0 +1,114 @@
+"""Do the study's four slow down while the fifth slot loads? (issue 15)
+
+    python benchmarks/extra_loading.py                       # base-size four, a ~1B-parameter random Gemma 3
+    python benchmarks/extra_loading.py --tiny --requests 3   # smoke test: tiny models, seconds
+
+The four study variants (base-size random weights, `cxrcap.tiny.tiny_sources(base_size=True)`)
+caption real X-rays through `stream_captions`, as the app does: first with nothing else running
+(baseline), then while a random Gemma 3 vision-language model (MedGemma's architecture, scaled
+up from `cxrcap.tiny_vlm`'s to --params-millions) loads in the background as the app loads the
+extra slot (`ExtraCaptioner.load_in_background`: its own thread, lower CPU priority). Printed:
+the four's median time alone and during the load, their ratio, and how many requests overlapped
+the load. The app's rule is that the four never *wait* for the fifth (tested in
+tests/test_extra.py); this measures what sharing the CPU with a load costs them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from cxrcap.cache import building, cache_root  # noqa: E402
+from cxrcap.captioner import DecodeSettings, build_captioners, quiet_library_logs, stream_captions, warm_up  # noqa: E402
+from cxrcap.extra import ExtraCaptioner  # noqa: E402
+from cxrcap.images import load_image  # noqa: E402
+from cxrcap.tiny import tiny_sources  # noqa: E402
+from cxrcap.tiny_vlm import tiny_vlm_source  # noqa: E402
+from cxrcap.variants import VARIANT_IDS  # noqa: E402
+
+EXAMPLES = REPO.parent / "shared" / "data" / "cxr-examples" / "images"
+
+
+def large_gemma3(params_millions: int) -> str:
+    """A random Gemma 3 with about `params_millions` decoder parameters, built once into the cache."""
+    from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
+
+    folder = cache_root() / f"bench-gemma3-{params_millions}m"
+    if (folder / "config.json").exists():
+        return str(folder)
+    tiny = tiny_vlm_source("gemma3")
+    config = AutoConfig.from_pretrained(tiny)
+    hidden = 1024
+    layers = max(1, round(params_millions * 1e6 / (12 * hidden * hidden)))  # 4h^2 attention + 8h^2 MLP per layer
+    config.text_config.update(dict(hidden_size=hidden, intermediate_size=4 * hidden, num_hidden_layers=layers,
+                                   num_attention_heads=8, num_key_value_heads=4, head_dim=128,
+                                   query_pre_attn_scalar=128, layer_types=["full_attention"] * layers))
+    with building(folder) as staging:
+        torch.manual_seed(0)
+        AutoModelForImageTextToText.from_config(config).save_pretrained(staging)
+        AutoProcessor.from_pretrained(tiny).save_pretrained(staging)
+        (staging / "README.md").write_text((Path(tiny) / "README.md").read_text())
+    return str(folder)
+
+
+def time_four(captioners, images, settings) -> float:
+    start = time.perf_counter()
+    for image in images:
+        results = [r for r in stream_captions(captioners, image, settings) if r.variant_id in VARIANT_IDS]
+        assert all(r.caption is not None for r in results), results
+    return (time.perf_counter() - start) / len(images)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tiny", action="store_true", help="tiny models (a smoke test of the benchmark itself)")
+    parser.add_argument("--params-millions", type=int, default=1000, help="size of the loading VLM (default 1000)")
+    parser.add_argument("--requests", type=int, default=10, help="baseline requests (default 10)")
+    parser.add_argument("--max-new-tokens", type=int, default=30)
+    args = parser.parse_args()
+    quiet_library_logs()
+    settings = DecodeSettings(max_new_tokens=args.max_new_tokens)
+    image = load_image(sorted(EXAMPLES.glob("*.jpg"))[0])
+    if args.tiny:
+        four = build_captioners(list(VARIANT_IDS), tiny_random=True)
+        vlm = tiny_vlm_source("gemma3")
+    else:
+        sources = tiny_sources(base_size=True)
+        from cxrcap.captioner import Captioner
+
+        four = {vid: Captioner(vid, sources[vid], untrained=True) for vid in VARIANT_IDS}
+        vlm = large_gemma3(args.params_millions)
+    warm_up(four)
+    alone = [time_four(four, [image], settings) for _ in range(args.requests)]
+
+    extra = ExtraCaptioner(vlm, name="random Gemma 3", untrained=True)
+    captioners = {**four, "extra": extra}
+    loader = extra.load_in_background()
+    started = time.perf_counter()
+    during = []
+    while loader.is_alive():
+        during.append(time_four(captioners, [image], settings))
+    load_seconds = time.perf_counter() - started
+    summary = {
+        "cpus": os.cpu_count(), "load_average": os.getloadavg()[0], "vlm": vlm, "vlm_load_seconds": round(load_seconds, 2),
+        "four_alone_median_s": round(statistics.median(alone), 3),
+        "four_during_load_median_s": round(statistics.median(during), 3) if during else None,
+        "requests_during_load": len(during),
+    }
+    if during:
+        summary["ratio"] = round(summary["four_during_load_median_s"] / summary["four_alone_median_s"], 3)
+    print(json.dumps(summary, indent=2))
+
+
+if __name__ == "__main__":
+    main()

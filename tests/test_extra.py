@@ -1,0 +1,198 @@
+"""The fifth slot: tiny random VLMs of three real architectures, loaded as a hub model is, and
+every error a user can meet reaching them with its fix."""
+
+import json
+import shutil
+import statistics
+import struct
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+import torch
+from PIL import Image
+from transformers import BertConfig, BertModel
+
+from cxrcap import captioner as captioner_module
+from cxrcap.captioner import DecodeSettings, VariantUnavailable, build_captioners, cap_caption, stream_captions
+from cxrcap.extra import DEFAULT_PROMPT, TASK_PROMPTS, ExtraCaptioner, WeightsSize, check_fits, weights_size
+from cxrcap.tiny_vlm import ARCHITECTURES, tiny_vlm_source
+from cxrcap.variants import VARIANT_IDS
+from processes import REPO, run_python
+
+CHAT_MARKUP = ("<start_of_turn>", "<end_of_turn>", "<|im_start|>", "<end_of_utterance>", "Assistant:", "USER:",
+               "ASSISTANT:", "<image>", "user\n", "model\n")
+
+
+@pytest.fixture(scope="module")
+def xray(cxr_image) -> Image.Image:
+    return Image.open(cxr_image).convert("RGB")
+
+
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+def test_each_tiny_vlm_loads_like_a_hub_model_and_only_its_answer_is_kept(architecture, xray, isolated_cache):
+    name = "tiny" if architecture == "gemma3" else f"tiny-{architecture}"
+    extra = ExtraCaptioner.named(name, tiny_random=True)
+    start = time.perf_counter()
+    extra.load()
+    assert type(extra.model).__name__.lower().startswith(architecture.replace("3", ""))
+    assert extra.processor.chat_template  # a real processor with a chat template
+    settings = DecodeSettings(max_new_tokens=12)
+    images = extra.preprocess([xray, xray.rotate(90)])  # a batch: left padding, one answer each
+    ids = extra.generate_ids(images, settings)
+    answers = extra.decode(ids)
+    assert time.perf_counter() - start < 30  # builds, loads and answers quickly on a CPU
+    assert len(answers) == 2 and all(answers)
+    # Decoding everything generate() returns would show the prompt: the slot keeps the answer only.
+    inputs = extra._inputs([xray])
+    everything = extra.processor.batch_decode(extra.model.generate(**inputs, max_new_tokens=4, do_sample=False),
+                                              skip_special_tokens=True)[0]
+    assert DEFAULT_PROMPT in everything
+    for answer in answers:
+        assert DEFAULT_PROMPT not in answer and "chest X-ray in one sentence" not in answer
+        assert not any(markup in answer for markup in CHAT_MARKUP)
+    assert extra.notes() == ("Not part of the study", f"Model: {extra.name}", "Licence: mit", f"Prompt: {DEFAULT_PROMPT}")
+    assert extra.untrained
+
+
+def test_a_plain_captioner_is_given_the_image_alone(tiny_sources, xray):
+    extra = ExtraCaptioner(tiny_sources["git-base"])  # GIT: image-to-text, no chat template
+    (answer,) = extra.caption([xray], DecodeSettings(max_new_tokens=5))
+    assert answer and extra.notes()[-1] == "Prompt: none (a plain captioner, given the image alone)"
+    assert "Licence: not stated in its model card" in extra.notes()
+    assert "florence2" in TASK_PROMPTS  # a family needing a task prompt has one, from the table
+
+
+def test_cap_caption_cuts_long_answers_and_keeps_the_full_one():
+    assert cap_caption("no acute findings", 30) == ("no acute findings", None)
+    shown, full = cap_caption("word " * 50, 30)
+    assert shown == " ".join(["word"] * 30) and full == "word " * 50
+    shown, full = cap_caption("x" * 1000, 3)  # a run without spaces is cut too
+    assert len(shown) == 48 and full == "x" * 1000
+
+
+def test_stream_captions_gives_the_extra_card_its_capped_caption_and_notes(tiny_sources, xray):
+    captioners = build_captioners(["git-base"], tiny_random=True, extra_model="tiny-llava")
+    assert list(captioners) == ["git-base", "extra"]
+    settings = DecodeSettings(max_new_tokens=6, prompt="Name the main finding.")  # the app's prompt box
+    results = {r.variant_id: r for r in stream_captions(captioners, xray, settings)}
+    extra = results["extra"]
+    assert extra.caption and extra.error is None and extra.untrained
+    answer = extra.full_text or extra.caption  # full_text: only when the answer was longer than the caption
+    assert len(extra.caption.split()) <= 6 and answer.startswith(extra.caption)
+    assert "Name the main finding" not in answer
+    assert extra.notes[0] == "Not part of the study" and extra.notes[-1] == "Prompt: Name the main finding."
+    assert results["git-base"].notes == ()
+    with pytest.raises(ValueError, match="prompt"):
+        DecodeSettings(prompt=" ")
+
+
+def test_the_study_four_never_wait_for_the_extra_slot_loading(tiny_sources, xray):
+    captioners = build_captioners(list(VARIANT_IDS), tiny_random=True, extra_model="tiny")
+    study = {vid: c for vid, c in captioners.items() if vid in VARIANT_IDS}
+    settings = DecodeSettings(max_new_tokens=8)
+
+    def four_seconds(with_captioners) -> float:
+        times = []
+        for _ in range(3):
+            start = time.perf_counter()
+            results = [r for r in stream_captions(with_captioners, xray, settings) if r.variant_id in VARIANT_IDS]
+            times.append(time.perf_counter() - start)
+            assert len(results) == 4 and all(r.caption for r in results)
+        return statistics.median(times)
+
+    alone = four_seconds(study)
+    # The extra slot's load cannot finish while the loading lock is held: a load that takes long.
+    with captioner_module._LOADING:
+        loader = captioners["extra"].load_in_background()
+        while_loading = four_seconds(captioners)
+        (result,) = [r for r in stream_captions(captioners, xray, settings) if r.variant_id == "extra"]
+        assert result.loading and result.caption is None and "still loading" in result.error
+        assert "caption again in a moment" in result.error
+    loader.join(timeout=60)
+    assert while_loading < alone * 1.5 + 0.5, (alone, while_loading)
+    results = {r.variant_id: r for r in stream_captions(captioners, xray, settings)}
+    assert len(results) == 5 and results["extra"].caption
+
+
+def _error(source: str, **kwargs) -> str:
+    with pytest.raises(VariantUnavailable) as raised:
+        ExtraCaptioner(source, **kwargs).load()
+    return str(raised.value)
+
+
+def test_a_text_model_is_not_a_vision_language_model(tmp_path):
+    BertModel(BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)).save_pretrained(
+        tmp_path / "bert"
+    )
+    message = _error(str(tmp_path / "bert"))
+    assert "'bert' model, not a vision-language model" in message and "image-text-to-text" in message
+    assert str(tmp_path) not in message  # no server path in a user's message
+
+
+def test_remote_code_is_refused_by_default_with_the_owners_switch_named(tmp_path):
+    folder = tmp_path / "custom-vlm"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({
+        "model_type": "cxrcap_custom_vlm",
+        "auto_map": {"AutoConfig": "configuration_custom.CustomConfig",
+                     "AutoModelForImageTextToText": "modeling_custom.CustomModel"},
+    }))
+    (folder / "configuration_custom.py").write_text("raise SystemExit('remote code ran')\n")
+    message = _error(str(folder))
+    assert "refused by default" in message and "CXRCAP_TRUST_REMOTE_CODE=1" in message
+
+
+def test_weights_too_big_for_the_memory_left_are_refused_before_loading(tmp_path, isolated_cache):
+    folder = tmp_path / "huge-vlm"
+    shutil.copytree(tiny_vlm_source("gemma3"), folder)
+    header = json.dumps({"w": {"dtype": "BF16", "shape": [200_000, 1_000_000], "data_offsets": [0, 0]}}).encode()
+    (folder / "model.safetensors").write_bytes(struct.pack("<Q", len(header)) + header)  # 200B parameters, header only
+    assert weights_size(str(folder)) == WeightsSize(200_000_000_000)
+    message = _error(str(folder))
+    assert "200.00B parameters" in message and "several GPUs" in message
+
+    with pytest.raises(VariantUnavailable) as raised:  # a 4B model on a 16 GB machine with 10 GB free
+        check_fits("medgemma-4b-it", WeightsSize(4_300_000_000), torch.device("cpu"), torch.float32, 10 * 2**30)
+    assert "a 16 GB GPU (e.g. T4) in 16-bit" in str(raised.value) and "19.2 GB in float32" in str(raised.value)
+    check_fits("medgemma-4b-it", WeightsSize(4_300_000_000), torch.device("cuda"), torch.bfloat16, 80 * 2**30)
+
+
+def test_tiny_needs_tiny_random():
+    with pytest.raises(ValueError, match="needs --tiny-random"):
+        build_captioners([], extra_model="tiny")
+
+
+class _GatedHub(BaseHTTPRequestHandler):
+    """Answers as the hub does for a gated model to a client without access."""
+
+    def _answer(self):
+        self.send_response(401)
+        self.send_header("X-Error-Code", "GatedRepo")
+        self.send_header("X-Error-Message", "Access to model acme/gated-vlm is restricted. Please log in.")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    do_GET = do_HEAD = _answer
+
+    def log_message(self, *args):
+        pass
+
+
+def test_gated_and_unreachable_models_reach_the_cli_user_with_their_fix(cxr_image, tmp_path):
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _GatedHub)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        done = run_python("-m", "cxrcap", "caption", str(cxr_image), "--variants", "extra", "--extra-model",
+                          "acme/gated-vlm", "--json", cwd=REPO, timeout=120, HF_HUB_OFFLINE="0",
+                          HF_ENDPOINT=f"http://127.0.0.1:{server.server_port}", HF_HOME=str(tmp_path / "hf"))
+    finally:
+        server.shutdown()
+    (row,) = json.loads(done.stdout)
+    assert done.returncode == 1 and row["caption"] is None and "Traceback" not in done.stderr
+    assert "is gated" in row["error"] and "HF_TOKEN" in row["error"] and "huggingface.co/acme/gated-vlm" in row["error"]
+    assert row["notes"][:2] == ["Not part of the study", "Model: acme/gated-vlm"]
+
+    message = _error("acme/not-cached-vlm")  # offline here, and never downloaded
+    assert "hub cannot be reached" in message and "connect to the hub once" in message
