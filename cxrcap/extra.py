@@ -42,10 +42,10 @@ from .captioner import (
     DecodeSettings,
     StillLoading,
     VariantUnavailable,
-    _env_flag,
     _first_line,
     _is_local,
     _looks_like_a_path,
+    env_flag,
     pick_device,
     pick_dtype,
 )
@@ -193,7 +193,7 @@ class ExtraCaptioner(Captioner):
         self.source = source  # '' (no model named) stays '': the load says how to name one
         self.name = name or (Path(source).name if _looks_like_a_path(source) or _is_local(source) else source)
         self.prompt = (prompt or "").strip() or DEFAULT_PROMPT
-        self.trust_remote_code = _env_flag(TRUST_REMOTE_CODE, False) if trust_remote_code is None else trust_remote_code
+        self.trust_remote_code = env_flag(TRUST_REMOTE_CODE, False) if trust_remote_code is None else trust_remote_code
         self.licence: str | None = None
         self.size: WeightsSize | None = None
         self._instructable = False  # has a chat template: asked the prompt (known once loaded)
