@@ -1,4 +1,4 @@
-"""Command line: `python -m cxrcap caption|data|report|reviews ...`."""
+"""Command line: `python -m cxrcap caption|data|report|reproduce|reviews ...`."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from . import data, report, reviews
+from . import data, report, reproduce, reviews
 from .captioner import UNTRAINED_NOTE, DecodeSettings, build_captioners, quiet_library_logs, stream_captions
 from .images import ImageError, load_image
 from .variants import EXTRA_ID, VARIANT_IDS, VARIANTS, parse_variant_ids
@@ -100,6 +100,11 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_arguments(report_command)
     add_decode_arguments(report_command)
     report_command.set_defaults(run=report.run)
+
+    reproduce_command = commands.add_parser(
+        "reproduce", help="the whole study: data, both fine-tunes, the report (and the hub) into one folder")
+    reproduce.add_arguments(reproduce_command)
+    reproduce_command.set_defaults(run=reproduce.main)
 
     reviews_command = commands.add_parser("reviews", help="clinicians' reviews: summary, CSV export, delete a reviewer's")
     reviews.add_arguments(reviews_command)

@@ -298,8 +298,10 @@ def build_captioners(
     variant_ids: Sequence[str], *, tiny_random: bool = False, quantize_int8: bool | None = None,
     extra_model: str | None = None, extra_prompt: str | None = None,
 ) -> dict[str, Captioner]:
-    """Captioners for the given ids (not loaded yet). With tiny_random, from tiny untrained weights;
-    quantize_int8 as in `Captioner` (None: `CXRCAP_INT8`).
+    """Captioners for the given ids (not loaded yet). With tiny_random, from tiny untrained weights,
+    except a variant whose `CXRCAP_SOURCE_<ID>` is set (e.g. a checkpoint fine-tuned from a tiny model
+    by `reproduce --tiny-random`); all are labelled untrained. quantize_int8 as in `Captioner`
+    (None: `CXRCAP_INT8`).
 
     Naming an extra model (entry points default to `CXRCAP_EXTRA_MODEL`) adds the fifth slot,
     `extra`, which asks it `extra_prompt` (see `cxrcap.extra`; it runs unquantised).
@@ -313,6 +315,8 @@ def build_captioners(
         from .tiny import tiny_sources  # builds the tiny folders once, on first use
 
         sources = tiny_sources(study_ids)
+        sources |= {vid: get_variant(vid).source for vid in study_ids
+                    if os.environ.get(get_variant(vid).env_var, "").strip()}
     captioners = {}
     for vid in variant_ids:
         if vid == EXTRA_ID:

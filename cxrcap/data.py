@@ -9,11 +9,18 @@ Three sources, told apart by what `source` is:
   `*.csv`, or the CSV file itself): a column of image paths relative to the CSV and one of captions,
   detected by name or named by the caller. With a `split` column its rows are split by it; without,
   the folder is one split that is served under whatever split name is asked for.
-- anything else shaped `owner/name`: a Hugging Face hub dataset (online only).
+- a Hugging Face hub dataset in parquet: its id (`owner/name`), or a local folder in its layout
+  (parquet shards, e.g. `eltorio/ROCO-radiology` or `eltorio/ROCOv2-radiology` as `hf download`
+  leaves them). `cxrcap.hub` reads the text columns first, then the images of the kept rows only,
+  into the cache: a second run reads nothing from the source (`SplitData.reading` counts bytes).
 
-The chest X-ray filter (`is_chest_xray`, `CHEST_XRAY_RULE`) applies by default to ROCO and hub
-datasets, whose figures mix modalities; an image folder is taken as the X-rays its owner put there
-unless `chest_only=True` is asked for. Caption cleaning is minimal: surrounding whitespace is
+The chest X-ray filter applies by default to ROCO and hub datasets, whose figures mix modalities;
+an image folder is taken as the X-rays its owner put there unless `chest_only=True` is asked for.
+A source with ROCOv2's curated concepts (a `cui` column) is filtered by `CONCEPT_RULE`, any other
+by the caption rule `CHEST_XRAY_RULE` (`SplitData.rule`; `rule_counts` says what each would keep).
+Licences: each row's own (ROCO's `licences.txt`, a CSV's `license` column, a hub dataset's
+`license` column), else for a hub copy of ROCO the `licences.txt` given by the caller, joined by
+ROCO id, else `UNKNOWN_HUB_LICENSE`; `licence=` keeps only rows with the licences named. Caption cleaning is minimal: surrounding whitespace is
 stripped (ROCO puts a space after the tab); the clinical text is kept as written.
 
 Kept rows whose image file is absent are counted and listed (`SplitData.missing_images`), never
@@ -37,6 +44,8 @@ from itertools import combinations
 from pathlib import Path
 
 import datasets
+
+from . import hub
 
 SPLITS = ("train", "validation", "test")
 COLUMNS = ("id", "image", "caption", "license", "credit", "split")
@@ -126,17 +135,38 @@ _OTHER_MODALITY_CUIS = frozenset({
 })
 
 
-def is_chest_xray(caption: str, keywords: Sequence[str] = (), cuis: Sequence[str] = ()) -> bool:
-    """Whether a figure is a plain human chest radiograph, by `CHEST_XRAY_RULE`."""
-    cuis = set(cuis)
-    named = bool(_CHEST_RADIOGRAPH.search(caption)) or bool(cuis & _CHEST_XRAY_CUIS)
+def _excluded(caption: str, keywords: Sequence[str], cuis: set[str]) -> bool:
+    """Rules 2 and 3 of `CHEST_XRAY_RULE`: another modality named, or an animal."""
     words = " ".join([caption, *keywords])
     other_modality = (
         bool(_OTHER_MODALITY_WORD.search(words))
         or bool(_OTHER_MODALITY_ABBREVIATION.search(caption))
         or bool(cuis & _OTHER_MODALITY_CUIS)
     )
-    return named and not other_modality and not _ANIMAL.search(words)
+    return other_modality or bool(_ANIMAL.search(words))
+
+
+def is_chest_xray(caption: str, keywords: Sequence[str] = (), cuis: Sequence[str] = ()) -> bool:
+    """Whether a figure is a plain human chest radiograph, by `CHEST_XRAY_RULE`."""
+    cuis = set(cuis)
+    named = bool(_CHEST_RADIOGRAPH.search(caption)) or bool(cuis & _CHEST_XRAY_CUIS)
+    return named and not _excluded(caption, keywords, cuis)
+
+
+CHEST_XRAY_CONCEPTS = ("C1306645", "C0817096")  # ROCOv2's curated "Plain x-ray" and "Chest"
+CONCEPT_RULE = f"""\
+Where a source has ROCOv2's curated UMLS concepts (a `cui` column), a figure is kept as a chest
+X-ray when its concepts include both {CHEST_XRAY_CONCEPTS[0]} (Plain x-ray, the modality) and
+{CHEST_XRAY_CONCEPTS[1]} (Chest, the body region), and its caption passes rules 2 and 3 of the
+caption rule (no other modality named: a compound figure; no animal). ROCOv2's modality and
+region concepts were curated by hand (Rückert et al., Scientific Data 11, 688, 2024), so they
+replace rule 1; a source without concepts uses the caption rule."""
+
+
+def is_chest_xray_by_concepts(caption: str, cuis: Sequence[str]) -> bool:
+    """Whether a figure is a plain human chest radiograph, by `CONCEPT_RULE`."""
+    cuis = set(cuis)
+    return cuis.issuperset(CHEST_XRAY_CONCEPTS) and not _excluded(caption, (), cuis)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -154,12 +184,18 @@ class SplitData:
     name: str
     dataset: datasets.Dataset
     rows_read: int
-    kept: int
+    kept: int  # rows that passed the chest X-ray rule and the licence filter
     missing_images: list[str]
     licences: Counter[str]
-    chest_filtered: bool  # whether only chest X-rays were kept (CHEST_XRAY_RULE)
+    chest_filtered: bool  # whether only chest X-rays were kept (by `rule`)
     # The kept rows without an image (id, caption, license, credit): listed in the CLI's --out.
     missing_rows: list[dict[str, str]] = field(default_factory=list)
+    rule: str = "caption"  # the chest X-ray rule applied: "caption" (CHEST_XRAY_RULE), "concept" (CONCEPT_RULE), "none"
+    # Rows each rule would keep among the rows read ("caption", and for sources with concepts
+    # "concept" and "both"), whichever rule was applied: how far the rules agree.
+    rule_counts: dict[str, int] = field(default_factory=dict)
+    licence_dropped: int = 0  # chest X-rays left out by the licence filter
+    reading: dict[str, int] | None = None  # hub sources: bytes read from the source and stored in the cache
 
 
 @dataclass
@@ -175,8 +211,30 @@ class _Row:
     cuis: Sequence[str] = ()
 
 
-def _split_data(name: str, rows: list[_Row], chest_only: bool) -> SplitData:
-    kept = [row for row in rows if not chest_only or is_chest_xray(row.caption, row.keywords, row.cuis)]
+def parse_licence_filter(text: str | None) -> frozenset[str] | None:
+    """"CC BY, CC BY-SA" -> the licences to keep (compared case-insensitively); None keeps all."""
+    if not text:
+        return None
+    wanted = frozenset(" ".join(part.split()).lower() for part in text.split(",") if part.strip())
+    return wanted or None
+
+
+def _licence_ok(licence: str, wanted: frozenset[str] | None) -> bool:
+    return wanted is None or " ".join(licence.split()).lower() in wanted
+
+
+def _split_data(name: str, rows: list[_Row], chest_only: bool, wanted: frozenset[str] | None = None) -> SplitData:
+    chest = [row for row in rows if not chest_only or is_chest_xray(row.caption, row.keywords, row.cuis)]
+    kept = [row for row in chest if _licence_ok(row.license, wanted)]
+    split = _kept_split(name, kept, rows_read=len(rows), chest_filtered=chest_only)
+    split.rule = "caption" if chest_only else "none"
+    split.rule_counts = {"caption": len(chest)} if chest_only else {}
+    split.licence_dropped = len(chest) - len(kept)
+    return split
+
+
+def _kept_split(name: str, kept: list[_Row], *, rows_read: int, chest_filtered: bool) -> SplitData:
+    """The SplitData of rows already chosen: a dataset of those with an image file, the others listed."""
     found, missing = [], []
     for row in kept:
         image = next((path for path in row.images if path.is_file()), None)
@@ -195,11 +253,11 @@ def _split_data(name: str, rows: list[_Row], chest_only: bool) -> SplitData:
     return SplitData(
         name=name,
         dataset=datasets.Dataset.from_dict(columns, features=FEATURES),
-        rows_read=len(rows),
+        rows_read=rows_read,
         kept=len(kept),
         missing_images=[row.id for row in missing],
         licences=Counter(row.license for row in kept),
-        chest_filtered=chest_only,
+        chest_filtered=chest_filtered,
         missing_rows=[
             {"id": row.id, "caption": row.caption, "license": row.license, "credit": row.credit}
             for row in missing
@@ -311,7 +369,7 @@ def _roco_credit(licence: str, pmc_file: str) -> str:
     return f"{licence}; PubMed Central {pmc_id}, figure {figure} (ROCO)" if figure else f"{licence}; ROCO"
 
 
-def _load_roco(data_dir: Path, split: str, chest_only: bool) -> SplitData:
+def _load_roco(data_dir: Path, split: str, chest_only: bool, wanted: frozenset[str] | None) -> SplitData:
     if split not in SPLITS:
         raise DataError(f"unknown split {split!r}: ROCO's splits are {', '.join(SPLITS)}")
     folder = data_dir / split / "radiology"
@@ -335,7 +393,7 @@ def _load_roco(data_dir: Path, split: str, chest_only: bool) -> SplitData:
         images = tuple(folder / "images" / name for name in (f"{row_id}.jpg", pmc_file) if name)
         rows.append(_Row(row_id, caption, licence, _roco_credit(licence, pmc_file), images,
                          keywords.get(row_id, ()), cuis.get(row_id, ())))
-    return _split_data(split, rows, chest_only)
+    return _split_data(split, rows, chest_only, wanted)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -388,8 +446,8 @@ def _split_names(header: list[str], rows) -> list[str] | None:
     return list(dict.fromkeys(row[index].strip() for _, row in rows))
 
 
-def _load_folder(csv_path: Path, split: str, chest_only: bool,
-                 image_column: str | None, caption_column: str | None) -> SplitData:
+def _load_folder(csv_path: Path, split: str, chest_only: bool, image_column: str | None,
+                 caption_column: str | None, wanted: frozenset[str] | None) -> SplitData:
     header, rows = _csv_rows(csv_path)
     where = f"{csv_path}, line 1"
     image_at = header.index(_pick_column(where, header, image_column, _IMAGE_COLUMNS, "image"))
@@ -414,74 +472,106 @@ def _load_folder(csv_path: Path, split: str, chest_only: bool,
         licence = row[license_at].strip() if license_at is not None else UNKNOWN_LICENSE
         credit = "; ".join(part for part in (licence, row[source_at].strip() if source_at is not None else "") if part)
         parsed.append(_Row(row_id, caption, licence, credit, (csv_path.parent / file_name,)))
-    return _split_data(split, parsed, chest_only)
+    return _split_data(split, parsed, chest_only, wanted)
 
 
 # ---------------------------------------------------------------------------------------------
-# Hugging Face hub
+# Hugging Face hub datasets: by id, or a local copy in the hub's layout (read by cxrcap.hub)
 
 _HUB_ID = re.compile(r"[\w.-]+/[\w.-]+")
 _HUB_ID_COLUMNS = ("id", "image_id", "roco_id")
 _HUB_KEYWORD_COLUMNS = ("keywords",)
 _HUB_CUI_COLUMNS = ("cuis", "cui")
+UNKNOWN_HUB_LICENSE = "unknown (see the dataset card)"
 
 
 def _terms(value) -> list[str]:
     """A list column as is; a string column split on whitespace, commas and semicolons."""
+    if value is None:
+        return []
     if isinstance(value, str):
         return [term for term in re.split(r"[\s,;]+", value) if term]
     return [str(term) for term in value]
 
 
-def _load_hub(dataset_id: str, split: str, chest_only: bool,
-              image_column: str | None, caption_column: str | None) -> SplitData:
+def read_licences(path: str | os.PathLike) -> dict[str, tuple[str, str]]:
+    """ROCO id -> (licence, PMC file) from ROCO's `licences.txt`, or from every split's one in a ROCO checkout."""
+    path = Path(path)
+    if path.is_file():
+        return _roco_licences(path)
+    data_dir = _roco_data_dir(path) if path.is_dir() else None
+    files = [data_dir / split / "radiology" / "licences.txt" for split in SPLITS] if data_dir else []
+    files = [file for file in files if file.is_file()]
+    if not files:
+        raise DataError(f"{path}: not ROCO's licences.txt, nor a ROCO checkout with <split>/radiology/licences.txt")
+    return {row_id: value for file in files for row_id, value in _roco_licences(file).items()}
+
+
+def _load_hub(source: str, split: str, chest_only: bool, image_column: str | None, caption_column: str | None,
+              wanted: frozenset[str] | None, licences: dict[str, tuple[str, str]] | None) -> SplitData:
     try:
-        hub = datasets.load_dataset(dataset_id, split=split)
-    except Exception as error:  # network, unknown id, unknown split: all reach the user as one message
-        raise DataError(f"{dataset_id}: not a folder here, and loading it from the Hugging Face hub "
-                        f"(split {split!r}) failed: {error}") from None
-    header = list(hub.column_names)
-    where = f"hub dataset {dataset_id} ({split})"
-    image_name = _pick_column(where, header, image_column, _IMAGE_COLUMNS, "image")
+        hub_split = hub.HubSource(source).split(split)
+        text = hub_split.text()
+    except hub.HubError as error:
+        raise DataError(str(error)) from None
+    header = [name for name in text.column_names if name != "_shard"]
+    where = f"hub dataset {source} ({split})"
     caption_name = _pick_column(where, header, caption_column, _CAPTION_COLUMNS, "caption")
 
-    def column(usual: Sequence[str], default) -> list:
+    def column(usual: Sequence[str]) -> list | None:
         name = next((name for name in usual if name in header), None)
-        return [default if value is None else value for value in hub[name]] if name else [default] * len(hub)
+        return text.column(name).to_pylist() if name else None
 
-    id_name = next((name for name in _HUB_ID_COLUMNS if name in header), None)
-    ids = [str(value) for value in hub[id_name]] if id_name else [f"{split}-{index}" for index in range(len(hub))]
-    licences = [str(value) for value in column(_LICENSE_COLUMNS, UNKNOWN_LICENSE)]
-    keywords = column(_HUB_KEYWORD_COLUMNS, "")
-    cuis = column(_HUB_CUI_COLUMNS, "")
-    captions = [str(value or "").strip() for value in hub[caption_name]]
+    ids = [str(value) for value in column(_HUB_ID_COLUMNS) or [f"{split}-{index}" for index in range(text.num_rows)]]
+    captions = [str(value or "").strip() for value in text.column(caption_name).to_pylist()]
     if "" in captions:
         raise DataError(f"{where}, row {captions.index('')}: empty caption")
-    has_image = hub.data.column(image_name).is_valid().to_pylist()
+    keywords = [_terms(value) for value in column(_HUB_KEYWORD_COLUMNS) or [None] * text.num_rows]
+    concepts = column(_HUB_CUI_COLUMNS)
+    cuis = [_terms(value) for value in concepts or [None] * text.num_rows]
+    by_caption = [is_chest_xray(*row) for row in zip(captions, keywords, cuis)]
+    rule_counts = {"caption": sum(by_caption)}
+    if concepts is not None:
+        by_concept = [is_chest_xray_by_concepts(caption, row_cuis) for caption, row_cuis in zip(captions, cuis)]
+        rule_counts |= {"concept": sum(by_concept), "both": sum(map(min, by_concept, by_caption))}
+    rule = "none" if not chest_only else "concept" if concepts is not None else "caption"
+    chosen = {"none": [True] * text.num_rows, "caption": by_caption}.get(rule) or by_concept
 
-    kept = [index for index in range(len(hub))
-            if not chest_only or is_chest_xray(captions[index], _terms(keywords[index]), _terms(cuis[index]))]
-    found = [index for index in kept if has_image[index]]
-    rows = [{"id": ids[index], "caption": captions[index], "license": licences[index],
-             "credit": f"{licences[index]}; {dataset_id} on the Hugging Face hub"} for index in kept]
-    images = hub.select(found).select_columns([image_name])
-    if image_name != "image":
-        images = images.rename_column(image_name, "image")
-    text = datasets.Dataset.from_list(
-        [row | {"split": split} for row, index in zip(rows, kept) if has_image[index]],
-        features=datasets.Features({name: datasets.Value("string") for name in COLUMNS if name != "image"}),
-    )
-    dataset = datasets.concatenate_datasets([text, images.cast_column("image", datasets.Image())], axis=1)
-    return SplitData(
-        name=split,
-        dataset=dataset.select_columns(list(COLUMNS)).cast(FEATURES),
-        rows_read=len(hub),
-        kept=len(kept),
-        missing_images=[row["id"] for row, index in zip(rows, kept) if not has_image[index]],
-        licences=Counter(row["license"] for row in rows),
-        chest_filtered=chest_only,
-        missing_rows=[row for row, index in zip(rows, kept) if not has_image[index]],
-    )
+    row_licences = column(_LICENSE_COLUMNS)
+    rows: dict[int, _Row] = {}
+    dropped = 0
+    for index in (index for index, keep in enumerate(chosen) if keep):
+        row_licence, credit = _hub_licence(source, ids[index], row_licences and row_licences[index], licences)
+        if not _licence_ok(row_licence, wanted):
+            dropped += 1
+            continue
+        rows[index] = _Row(ids[index], captions[index], row_licence, credit, (), keywords[index], cuis[index])
+    try:
+        files = hub_split.images(rows, image_column or hub.IMAGE_COLUMN)
+    except hub.HubError as error:
+        raise DataError(str(error)) from None
+    for index, row in rows.items():
+        row.images = (files[index],) if files[index] is not None else ()
+    split_data = _kept_split(split, list(rows.values()), rows_read=text.num_rows, chest_filtered=chest_only)
+    split_data.rule, split_data.rule_counts, split_data.licence_dropped = rule, rule_counts, dropped
+    split_data.reading = {
+        "bytes_read": hub_split.reads.total,  # this call only: 0 when everything came from the cache
+        "bytes_stored": hub_split.stored_bytes(),
+        "kept_image_bytes": sum(path.stat().st_size for path in files.values() if path is not None),
+    }
+    return split_data
+
+
+def _hub_licence(source: str, row_id: str, given, licences: dict[str, tuple[str, str]] | None) -> tuple[str, str]:
+    """(licence, credit) of a hub row: its own licence column, else ROCO's licences.txt by ROCO id, else unknown."""
+    where = f"{source} on the Hugging Face hub" if _HUB_ID.fullmatch(source) else f"{Path(source).name} (a copy of a hub dataset)"
+    if given:
+        return str(given), f"{given}; {where}"
+    roco_id = _ROCO_ID.search(row_id)
+    if licences is not None and roco_id and roco_id.group() in licences:
+        licence, pmc_file = licences[roco_id.group()]
+        return licence, _roco_credit(licence, pmc_file)
+    return UNKNOWN_HUB_LICENSE, f"{UNKNOWN_HUB_LICENSE}; {where}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -489,15 +579,19 @@ def _load_hub(dataset_id: str, split: str, chest_only: bool,
 
 
 def _resolve(source: str | os.PathLike) -> tuple[str, Path | str]:
-    """("roco", data folder), ("folder", CSV path) or ("hub", dataset id); a DataError for anything else."""
-    path = Path(source)
+    """("roco", data folder), ("folder", CSV path), ("hub", a dataset id or the folder of a local copy);
+    a DataError for anything else."""
+    path = Path(source).expanduser()
     if (data_dir := _roco_data_dir(path)) is not None:
         return "roco", data_dir
     if (csv_path := _folder_csv(path)) is not None:
         return "folder", csv_path
+    if hub.is_local_layout(path):
+        return "hub", str(path.resolve())
     if path.exists():
-        raise DataError(f"{path}: not ROCO (no <split>/radiology/captions.txt in it or in its data/ folder) "
-                        "and not an image folder (no metadata.csv or other CSV)")
+        raise DataError(f"{path}: not ROCO (no <split>/radiology/captions.txt in it or in its data/ folder), "
+                        "not an image folder (no metadata.csv or other CSV) and not a copy of a hub dataset "
+                        "(no parquet files)")
     if _HUB_ID.fullmatch(str(source)):
         return "hub", str(source)
     raise DataError(f"{path}: no such file or folder (and not a hub id of the form owner/name)")
@@ -509,7 +603,8 @@ def describe_source(source: str | os.PathLike) -> str:
     if kind == "roco":
         return f"ROCO checkout at {where}"
     if kind == "hub":
-        return f"Hugging Face hub dataset {where}"
+        return f"Hugging Face hub dataset {where}" if _HUB_ID.fullmatch(where) and not Path(where).exists() \
+            else f"local copy of a hub dataset at {where}"
     if _folder_split_names(where) is None:
         return f"image folder {where.parent} ({where.name}; no split column: one split, served under any name)"
     return f"image folder {where.parent} ({where.name}, split by its split column)"
@@ -526,24 +621,29 @@ def available_splits(source: str | os.PathLike) -> list[str]:
     if kind == "folder":
         return _folder_split_names(where) or ["test"]
     try:
-        return list(datasets.get_dataset_split_names(where))
-    except Exception as error:  # offline or unknown id: one message for the user
-        raise DataError(f"{where}: cannot list its splits on the Hugging Face hub: {error}") from None
+        return hub.HubSource(where).splits
+    except hub.HubError as error:
+        raise DataError(str(error)) from None
 
 
 def load_split(source: str | os.PathLike, split: str, *, chest_only: bool | None = None,
-               image_column: str | None = None, caption_column: str | None = None) -> SplitData:
+               image_column: str | None = None, caption_column: str | None = None,
+               licence: str | None = None, licences: str | os.PathLike | None = None) -> SplitData:
     """Read one split of `source` (see the module docstring) into a `SplitData`.
 
-    `chest_only=None` means the source's default (`filters_chest_xrays`).
+    `chest_only=None` means the source's default (`filters_chest_xrays`). `licence` keeps only rows
+    with one of these licences ("CC BY, CC BY-SA"). `licences` (ROCO's licences.txt, or a ROCO
+    checkout) gives the rows of a hub copy of ROCO their licences by ROCO id.
     """
     kind, where = _resolve(source)
     chest_only = filters_chest_xrays(source) if chest_only is None else chest_only
+    wanted = parse_licence_filter(licence)
     if kind == "roco":
-        return _load_roco(where, split, chest_only)
+        return _load_roco(where, split, chest_only, wanted)
     if kind == "folder":
-        return _load_folder(where, split, chest_only, image_column, caption_column)
-    return _load_hub(where, split, chest_only, image_column, caption_column)
+        return _load_folder(where, split, chest_only, image_column, caption_column, wanted)
+    table = read_licences(licences) if licences is not None else None
+    return _load_hub(where, split, chest_only, image_column, caption_column, wanted, table)
 
 
 def filters_chest_xrays(source: str | os.PathLike) -> bool:
@@ -598,9 +698,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "no for image folders)")
     parser.add_argument("--image-column", help="the CSV/hub column holding image paths")
     parser.add_argument("--caption-column", help="the CSV/hub column holding captions")
+    parser.add_argument("--licence", metavar="NAMES",
+                        help='keep only rows with one of these licences, e.g. "CC BY" or "CC BY,CC BY-SA,CC0"')
+    parser.add_argument("--licences", type=Path, metavar="FILE",
+                        help="ROCO's licences.txt (or a ROCO checkout): licences of a hub copy of ROCO, by ROCO id")
 
 
-def _split_report(split: SplitData, roco: bool) -> list[str]:
+def split_report(split: SplitData, roco: bool) -> list[str]:
     found = len(split.dataset)
     lines = [f"{split.name}: {split.rows_read} rows read, {split.kept} kept"
              f"{' as chest X-rays' if split.kept != split.rows_read else ''}; "
@@ -613,7 +717,30 @@ def _split_report(split: SplitData, roco: bool) -> list[str]:
                          f"to put them in {split.name}/radiology/images/")
     licences = ", ".join(f"{name} {count}" for name, count in split.licences.most_common())
     lines.append(f"  licences: {licences or 'none kept'}")
+    if split.licence_dropped:
+        lines.append(f"  licence filter: {split.licence_dropped} chest X-rays left out")
+    lines += rule_report(split)
+    if split.reading is not None:
+        reading = split.reading
+        lines.append(f"  bytes: {reading['bytes_read']:,} read from the source now (0: all from the cache), "
+                     f"{reading['bytes_stored']:,} stored in the cache ({reading['kept_image_bytes']:,} of them "
+                     "the kept images)")
     return lines
+
+
+def rule_report(split: SplitData) -> list[str]:
+    """Which chest X-ray rule was applied, and how many rows each rule keeps among the rows read."""
+    if split.rule == "none":
+        return ["  rule: none (no chest X-ray filter)"]
+    counts = split.rule_counts
+    if "concept" not in counts:
+        return [f"  rule: caption (CHEST_XRAY_RULE): {counts['caption']} of {split.rows_read} rows"]
+    either = counts["concept"] + counts["caption"] - counts["both"]
+    agreement = (split.rows_read - either + counts["both"]) / split.rows_read if split.rows_read else 1.0
+    return [f"  rule: {split.rule} ({'CONCEPT_RULE' if split.rule == 'concept' else 'CHEST_XRAY_RULE'}); "
+            f"concept rule {counts['concept']}, caption rule {counts['caption']}, both {counts['both']} "
+            f"of {split.rows_read} rows (agreement {agreement:.1%}, Jaccard "
+            f"{counts['both'] / either if either else 1.0:.2f})"]
 
 
 def _write_csv_atomically(path: Path, splits: Sequence[SplitData]) -> int:
@@ -663,14 +790,14 @@ def run(args: argparse.Namespace) -> int:
     loaded, failed = [], False
     for name in names:
         try:
-            split = load_split(args.roco, name, chest_only=args.chest_only,
-                               image_column=args.image_column, caption_column=args.caption_column)
+            split = load_split(args.roco, name, chest_only=args.chest_only, image_column=args.image_column,
+                               caption_column=args.caption_column, licence=args.licence, licences=args.licences)
         except DataError as error:
             print(f"error: {error}", file=sys.stderr)
             failed = True
             continue
         loaded.append(split)
-        print("\n".join(_split_report(split, roco)))
+        print("\n".join(split_report(split, roco)))
     overlap = check_split_overlap(loaded)
     print("\n".join(f"overlap: {line}" for line in overlap) if overlap
           else "overlap: no id or identical image in two splits")

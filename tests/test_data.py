@@ -5,7 +5,6 @@ import csv
 import shutil
 from pathlib import Path
 
-import datasets
 import pytest
 from PIL import Image
 
@@ -235,38 +234,6 @@ def test_image_folder_bad_csv(tmp_path):
     (tmp_path / "metadata.csv").write_text("file_name,caption\na.png,\n")
     with pytest.raises(data.DataError, match=r"metadata.csv, line 2: empty caption"):
         data.load_split(tmp_path, "train")
-
-
-# --- Hugging Face hub (structure only: no network here) ----------------------------------------
-
-
-def test_hub_dataset_columns_are_mapped(monkeypatch):
-    image = Image.new("L", (8, 8), 90)
-    hub = datasets.Dataset.from_dict(
-        {"image": [image, image, None, image],
-         "image_id": ["r1", "r2", "r3", "r4"],
-         "caption": [" Chest X-ray on admission.", "Chest CT of the thorax.", "CXR at day 2.", "Knee radiograph."]},
-        features=datasets.Features({"image": datasets.Image(), "image_id": datasets.Value("string"),
-                                    "caption": datasets.Value("string")}),
-    )
-    calls = []
-    monkeypatch.setattr(datasets, "load_dataset", lambda name, split: calls.append((name, split)) or hub)
-    monkeypatch.setattr(datasets, "get_dataset_split_names", lambda name: ["train", "validation"])
-    assert data.available_splits("someone/roco-radiology") == ["train", "validation"]
-    split = data.load_split("someone/roco-radiology", "validation")
-    assert calls == [("someone/roco-radiology", "validation")]
-    assert (split.rows_read, split.kept, split.missing_images) == (4, 2, ["r3"])
-    assert split.dataset["id"] == ["r1"] and split.dataset["caption"] == ["Chest X-ray on admission."]
-    assert split.dataset.features == data.FEATURES and split.dataset[0]["image"].size == (8, 8)
-    assert "someone/roco-radiology" in split.dataset[0]["credit"]
-
-
-def test_hub_failure_is_a_data_error(monkeypatch):
-    def offline(name, split):
-        raise ConnectionError("no network")
-    monkeypatch.setattr(datasets, "load_dataset", offline)
-    with pytest.raises(data.DataError, match="someone/roco.*no network"):
-        data.load_split("someone/roco", "test")
 
 
 # --- CLI ---------------------------------------------------------------------------------------

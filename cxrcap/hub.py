@@ -1,0 +1,297 @@
+"""Hub datasets in parquet: read every row's text, then the images of the chosen rows only, once.
+
+A source is a hub dataset id (`eltorio/ROCOv2-radiology`) or a local folder in a hub dataset's
+layout (what `hf download OWNER/NAME --repo-type dataset --local-dir DIR` leaves): parquet shards
+whose split `datasets` infers from the README's `configs` or from the file names
+(`data/train-00000-of-00026.parquet`). `datasets.load_dataset_builder` resolves the shards
+(`hf://...` URLs for the hub); pyarrow then reads them by column projection:
+
+1. `HubSplit.text`: every column but the image (ids, captions, concepts), for every row:
+   a few MB of a 13 GB dataset;
+2. the caller chooses rows from the text (`cxrcap.data`: the chest X-ray rules, licences);
+3. `HubSplit.images(rows)`: the image column of the parquet row groups that hold a chosen row,
+   and of no other (a row group's column chunk is the smallest unit a parquet reader can read),
+   each image written once as its own file in the cache.
+
+Everything read is kept under `cache_root()/hub/`: the text as one parquet file per split and the
+chosen rows' images as they were stored (JPEG/PNG bytes, not re-encoded), so a second run reads
+nothing from the source and a run with another filter fetches only images it has not got yet.
+Delete the source's cache folder to read a newer revision of a hub dataset.
+
+Bytes read are counted at the file object pyarrow reads through (`Reads`); hub files are opened
+without read-ahead (fsspec `cache_type="none"`), so for the hub the count is what was downloaded.
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+import io
+import json
+import os
+import re
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .cache import cache_root
+
+IMAGE_COLUMN = "image"
+FORMAT_VERSION = "1"  # bump when the cache's layout changes
+
+
+class HubError(ValueError):
+    """The source cannot be read as a parquet dataset; the message says why."""
+
+
+@dataclass
+class Reads:
+    """Bytes read from a source's files, with every (file, offset, length) read."""
+
+    total: int = 0
+    ranges: list[tuple[str, int, int]] = field(default_factory=list)
+
+    def add(self, name: str, offset: int, length: int) -> None:
+        self.total += length
+        self.ranges.append((name, offset, length))
+
+
+class CountingFile(io.RawIOBase):
+    """A readable, seekable file that records each read in a `Reads`."""
+
+    def __init__(self, raw, name: str, reads: Reads):
+        self._raw, self._name, self._reads = raw, name, reads
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        return self._raw.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._raw.tell()
+
+    def readinto(self, buffer) -> int:
+        start = self._raw.tell()
+        data = self._raw.read(len(buffer))
+        buffer[: len(data)] = data
+        self._reads.add(self._name, start, len(data))
+        return len(data)
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
+
+
+def _open(url: str, reads: Reads) -> pq.ParquetFile:
+    if "://" in url:
+        import fsspec  # hf:// is huggingface_hub's HfFileSystem, registered with fsspec
+
+        raw = fsspec.open(url, "rb", cache_type="none").open()  # no read-ahead: bytes read = bytes downloaded
+    else:
+        raw = open(url, "rb")
+    file = CountingFile(raw, url, reads)
+    # buffer_size=0 and no pre-buffering: pyarrow reads each column chunk it needs, exactly; the
+    # footer is read here, exactly too (pyarrow's own footer read takes the last 64 KiB at a guess).
+    return pq.ParquetFile(file, metadata=_footer(file, url), buffer_size=0, pre_buffer=False)
+
+
+def _footer(file: CountingFile, name: str) -> pq.FileMetaData:
+    """A parquet file's metadata: its last 8 bytes give the footer's length, then the footer itself."""
+    file.seek(-8, io.SEEK_END)
+    tail = file.read(8)
+    if len(tail) != 8 or tail[4:] != b"PAR1":
+        raise HubError(f"{name}: not a parquet file (no PAR1 footer)")
+    length = int.from_bytes(tail[:4], "little")
+    file.seek(-8 - length, io.SEEK_END)
+    return pq.read_metadata(pa.BufferReader(file.read(length) + tail))
+
+
+def _slug(source: str) -> str:
+    name = re.sub(r"[^\w.-]+", "-", source.strip("/")).strip("-")[-60:]
+    return f"{name}-{hashlib.sha256(source.encode()).hexdigest()[:10]}"
+
+
+def is_local_layout(path: Path) -> bool:
+    """Whether `path` is a folder holding parquet shards (a local copy of a hub dataset)."""
+    return path.is_dir() and next(path.rglob("*.parquet"), None) is not None
+
+
+def _resolve_shards(source: str) -> dict[str, list[str]]:
+    """Split -> parquet shard paths or URLs, as `datasets` resolves them."""
+    import datasets
+
+    try:
+        builder = datasets.load_dataset_builder(source)
+    except Exception as error:  # offline, unknown id, no data files: one message for the user
+        raise HubError(f"{source}: cannot resolve its data files ({str(error).strip().splitlines()[0][:300]})") from None
+    shards = {str(split): sorted(str(path) for path in paths) for split, paths in (builder.config.data_files or {}).items()}
+    not_parquet = [path for paths in shards.values() for path in paths if not path.endswith(".parquet")]
+    if not shards or not_parquet:
+        raise HubError(f"{source}: its data files are not parquet shards "
+                       f"({(not_parquet or ['none found'])[0]}); only parquet datasets can be read by column")
+    return shards
+
+
+class HubSource:
+    """One dataset's shards and its cache folder; the shard list is resolved once and kept."""
+
+    def __init__(self, source: str | os.PathLike):
+        local = Path(source).expanduser()
+        self.source = str(local.resolve()) if local.exists() else str(source)
+        self.folder = cache_root() / "hub" / f"{_slug(self.source)}-v{FORMAT_VERSION}"
+        manifest = self.folder / "manifest.json"
+        if local.exists():
+            self.shards = _resolve_shards(self.source)  # local listing: cheap, and follows edits
+            known = json.loads(manifest.read_text(encoding="utf-8")) if manifest.is_file() else None
+            if known is not None and known["shards"] != self.shards:
+                _clear(self.folder)  # the folder's shards changed: what is cached describes other files
+        elif manifest.is_file():
+            self.shards = json.loads(manifest.read_text(encoding="utf-8"))["shards"]  # no network on a rerun
+        else:
+            self.shards = _resolve_shards(self.source)
+        if not manifest.is_file():
+            _write_atomically(manifest, json.dumps({"source": self.source, "shards": self.shards}, indent=2).encode())
+
+    @property
+    def splits(self) -> list[str]:
+        return list(self.shards)
+
+    def split(self, name: str) -> HubSplit:
+        if name not in self.shards:
+            raise HubError(f"{self.source}: no split {name!r}; its splits are {', '.join(self.shards)}")
+        return HubSplit(self, name)
+
+
+def _clear(folder: Path) -> None:
+    import shutil
+
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    staging.write_bytes(data)
+    os.replace(staging, path)
+
+
+def _is_media(kind: pa.DataType) -> bool:
+    """An image (or audio) column as `datasets` stores it: a struct of bytes and path, or plain bytes."""
+    if pa.types.is_struct(kind):
+        return {kind.field(i).name for i in range(kind.num_fields)} >= {"bytes", "path"}
+    return pa.types.is_binary(kind) or pa.types.is_large_binary(kind)
+
+
+def _image_suffix(stored_path: str | None, data: bytes) -> str:
+    suffix = Path(stored_path or "").suffix.lower()
+    if suffix in (".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif", ".dcm"):
+        return suffix
+    if data.startswith(b"\xff\xd8"):
+        return ".jpg"
+    if data.startswith(b"\x89PNG"):
+        return ".png"
+    return ".img"
+
+
+@dataclass
+class HubSplit:
+    """One split: its rows' text from the cache (read once), its chosen images on demand."""
+
+    source: HubSource
+    name: str
+    reads: Reads = field(default_factory=Reads)  # what this object read from the source
+
+    @property
+    def _text_file(self) -> Path:
+        return self.source.folder / f"{self.name}.text.parquet"
+
+    @property
+    def _image_folder(self) -> Path:
+        return self.source.folder / "images" / self.name
+
+    def text(self) -> pa.Table:
+        """Every row's columns but the image, in shard order (row i of the split is row i here)."""
+        if not self._text_file.is_file():
+            tables = []
+            for url in self.source.shards[self.name]:
+                with _open(url, self.reads) as parquet:
+                    schema = parquet.schema_arrow
+                    names = [name for name in schema.names if not _is_media(schema.field(name).type)]
+                    tables.append(parquet.read(columns=names))
+            table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+            table = table.append_column("_shard", pa.array(
+                [index for index, part in enumerate(tables) for _ in range(part.num_rows)], pa.int32()))
+            buffer = pa.BufferOutputStream()
+            pq.write_table(table, buffer, compression="zstd")
+            _write_atomically(self._text_file, buffer.getvalue().to_pybytes())
+        return pq.read_table(self._text_file)
+
+    def _cached(self) -> dict[int, Path | None]:
+        """Row -> its cached image file, or None for a row known to have no image (a `.none` marker)."""
+        if not self._image_folder.is_dir():
+            return {}
+        return {int(path.stem): None if path.suffix == ".none" else path
+                for path in self._image_folder.iterdir() if path.stem.isdigit()}
+
+    def images(self, rows: Iterable[int], column: str = IMAGE_COLUMN) -> dict[int, Path | None]:
+        """Row -> the cached file of its image (None: the row has no image); fetches what is missing."""
+        cached = self._cached()
+        files = {row: cached[row] for row in rows if row in cached}
+        missing = sorted(set(rows) - set(files))
+        if missing:
+            files.update(self._fetch(missing, column))
+        return files
+
+    def _fetch(self, rows: Sequence[int], column: str) -> dict[int, Path | None]:
+        shard_of = self.text().column("_shard").to_pylist()
+        starts = {}  # shard -> its first row's index in the split
+        for index, shard in enumerate(shard_of):
+            starts.setdefault(shard, index)
+        wanted: dict[int, list[int]] = defaultdict(list)
+        for row in rows:
+            wanted[shard_of[row]].append(row)
+        fetched: dict[int, Path | None] = {}
+        for shard, shard_rows in sorted(wanted.items()):
+            with _open(self.source.shards[self.name][shard], self.reads) as parquet:
+                fetched.update(self._fetch_from_shard(parquet, column, shard_rows, starts[shard]))
+        return fetched
+
+    def _fetch_from_shard(self, parquet: pq.ParquetFile, column: str, rows: list[int],
+                          start: int) -> dict[int, Path | None]:
+        """The rows' images from one shard (`start`: the shard's first row in the split)."""
+        if column not in parquet.schema_arrow.names:
+            raise HubError(f"{self.source.source} ({self.name}): no {column!r} column in its parquet shards")
+        bounds = [0]  # first row of each row group, within the shard
+        for group in range(parquet.metadata.num_row_groups):
+            bounds.append(bounds[-1] + parquet.metadata.row_group(group).num_rows)
+        by_group: dict[int, list[int]] = defaultdict(list)
+        for row in rows:
+            by_group[bisect.bisect_right(bounds, row - start) - 1].append(row)
+        fetched = {}
+        for group, group_rows in sorted(by_group.items()):
+            images = parquet.read_row_group(group, columns=[column]).column(column).to_pylist()
+            for row in group_rows:
+                fetched[row] = self._store(row, images[row - start - bounds[group]])
+        return fetched
+
+    def _store(self, row: int, image: dict | None) -> Path | None:
+        data = image.get("bytes") if isinstance(image, dict) else image
+        if not data:  # no image in the source (a path-only value cannot be fetched from elsewhere)
+            _write_atomically(self._image_folder / f"{row:07d}.none", b"")
+            return None
+        path = self._image_folder / f"{row:07d}{_image_suffix(image.get('path'), data)}"
+        _write_atomically(path, data)
+        return path
+
+    def stored_bytes(self) -> int:
+        """Bytes the cache holds for this split: its text and the images fetched so far."""
+        files = [self._text_file, *(path for path in self._cached().values() if path is not None)]
+        return sum(path.stat().st_size for path in files if path.is_file())
