@@ -26,6 +26,7 @@ from cxrcap.app.comparison import Comparison
 from cxrcap.app.examples import Example, examples_folder, load_examples
 from cxrcap.images import DICOM_SUFFIXES, ImageError, load_image
 from cxrcap.report import OUTPUT_FILES
+from cxrcap.reproduce import use_checkpoints_in
 from cxrcap.app.service import CaptionService, UserError
 from cxrcap.variants import VARIANT_IDS, parse_variant_ids
 from finetune.recipe import Recipe
@@ -41,7 +42,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--tiny-random", action="store_true", help="tiny untrained models built locally (no download)")
     parser.add_argument("--variants", default=None, help=f"comma-separated subset of {', '.join(VARIANT_IDS)}")
     parser.add_argument("--results", type=Path, default=Path(os.environ.get("CXRCAP_RESULTS", "results")),
-                        help="folder written by `python -m cxrcap report` (default results/)")
+                        help="folder written by `python -m cxrcap report` or `reproduce` (default results/); "
+                             "the fine-tuned variants load from its checkpoints/ when it has them")
     return parser.parse_args()
 
 
@@ -178,6 +180,7 @@ def main() -> None:
     args = parse_args()
     quiet_library_logs()
     examples = load_examples()
+    use_checkpoints_in(args.results)  # a `reproduce` folder: its fine-tuned checkpoints, unless a variable says otherwise
     service = CaptionService(parse_variant_ids(args.variants), tiny_random=args.tiny_random,
                              public_files=[example.path for example in examples])
     service.start()
