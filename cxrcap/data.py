@@ -20,8 +20,9 @@ A source with ROCOv2's curated concepts (a `cui` column) is filtered by `CONCEPT
 by the caption rule `CHEST_XRAY_RULE` (`SplitData.rule`; `rule_counts` says what each would keep).
 Licences: each row's own (ROCO's `licences.txt`, a CSV's `license` column, a hub dataset's
 `license` column), else for a hub copy of ROCO the `licences.txt` given by the caller, joined by
-ROCO id, else `UNKNOWN_HUB_LICENSE`; `licence=` keeps only rows with the licences named. Caption cleaning is minimal: surrounding whitespace is
-stripped (ROCO puts a space after the tab); the clinical text is kept as written.
+ROCO id, else `UNKNOWN_HUB_LICENSE`; `licence=` keeps only rows with the licences named.
+Caption cleaning is minimal: surrounding whitespace is stripped (ROCO puts a space after the
+tab); the clinical text is kept as written.
 
 Kept rows whose image file is absent are counted and listed (`SplitData.missing_images`), never
 dropped silently; the dataset itself holds only rows with an image, decoded lazily from its file.

@@ -35,6 +35,7 @@ import re
 import shutil
 import subprocess
 import sys
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -153,16 +154,9 @@ def _split_summary(kept: Kept) -> dict:
         "kept": split.kept, "licence_dropped": split.licence_dropped,
         "missing_images": len(split.missing_images), "removed_by_hygiene": len(kept.removed),
         "used": len(kept.rows),
-        "licences": _count(kept.rows),
+        "licences": dict(Counter(row["license"] for row in kept.rows)),
         "reading": split.reading,
     }
-
-
-def _count(rows: list[dict]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for row in rows:
-        counts[row["license"]] = counts.get(row["license"], 0) + 1
-    return counts
 
 
 def _write_image_folder(folder: Path, splits: dict[str, Kept]) -> None:
@@ -245,7 +239,9 @@ def _report_is_current(out: Path) -> bool:
 
 def card_addendum(variant_id: str, summary: dict, results: dict) -> str:
     """The sections `reproduce` adds to a checkpoint's model card: data, licences, test scores."""
-    lines = ["", "## Reproduction (python -m cxrcap reproduce)", "", f"Data: {summary['source']}."]
+    lines = ["", "## Reproduction (python -m cxrcap reproduce)", "",
+             f"Data: {summary['source']}. The chest X-rays were chosen here, before fine-tuning: the image folder "
+             "`python -m finetune` read holds only them, so it applied no filter of its own."]
     for name, split in summary["splits"].items():
         rule = {"concept": "ROCOv2 concepts C1306645 + C0817096 (`CONCEPT_RULE`)",
                 "caption": "the caption rule (`CHEST_XRAY_RULE`)", "none": "no filter"}[split["rule"]]

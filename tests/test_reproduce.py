@@ -52,8 +52,8 @@ def test_one_command_makes_the_whole_study(study):
 
 def test_the_app_loads_the_fine_tuned_variants_from_the_folder(study, monkeypatch, cxr_image):
     _, out = study
-    for variant_id in FINE_TUNED:
-        monkeypatch.delenv(get_variant(variant_id).env_var, raising=False)
+    for variant_id in FINE_TUNED:  # empty counts as unset; monkeypatch removes what use_checkpoints_in sets
+        monkeypatch.setenv(get_variant(variant_id).env_var, "")
     used = reproduce.use_checkpoints_in(out)  # what app.py does with --results
     assert used == {variant_id: str(reproduce.checkpoint_dir(out, variant_id)) for variant_id in FINE_TUNED}
     captioners = build_captioners(list(VARIANT_IDS), tiny_random=True)
