@@ -39,7 +39,6 @@ import time
 from pathlib import Path
 
 import torch
-from transformers import AutoProcessor
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -54,6 +53,7 @@ from cxrcap.captioner import (  # noqa: E402
     warm_up,
 )
 from cxrcap.images import load_image  # noqa: E402
+from cxrcap.preprocessing import load_processor  # noqa: E402
 from cxrcap.tiny import tiny_sources  # noqa: E402
 from app_process import running_app  # noqa: E402  (same folder)
 from cxrcap.variants import VARIANT_IDS, VARIANTS  # noqa: E402
@@ -116,7 +116,7 @@ def time_naive(sources: dict[str, str], images, settings: DecodeSettings, repeat
     variant in turn. Keeps each caption's tokens, logits and text as the reference."""
     per_variant, ids, logits, texts = {vid: [] for vid in VARIANT_IDS}, {}, {}, {}
     for vid in VARIANT_IDS:  # one model in memory at a time
-        processor = AutoProcessor.from_pretrained(sources[vid])
+        processor = load_processor(sources[vid])
         model = MODEL_CLASSES[VARIANTS[vid].family].from_pretrained(sources[vid]).eval()
         for repeat in range(repeats + 1):  # pass 0 warms up
             for index, image in enumerate(images):
@@ -266,7 +266,7 @@ def profile(sources: dict[str, str], image, settings: DecodeSettings) -> None:
 
 
 def _profile_family(source: str, vid: str, image, settings: DecodeSettings, bandwidth: float) -> dict:
-    processor = AutoProcessor.from_pretrained(source)
+    processor = load_processor(source)
     model = MODEL_CLASSES[VARIANTS[vid].family].from_pretrained(source).eval()
     encoder = model.git.image_encoder if vid.startswith("git") else model.vision_model
     step_bytes, n = _decoder_bytes_per_step(model), settings.max_new_tokens

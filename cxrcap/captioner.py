@@ -34,12 +34,12 @@ import torch
 from PIL import Image
 from transformers import (
     AutoConfig,
-    AutoProcessor,
     BlipForConditionalGeneration,
     GitForCausalLM,
     PreTrainedModel,
 )
 
+from .preprocessing import centre_crop_requested, load_processor
 from .variants import EXTRA_ID, Variant, get_variant
 from .weights import BrokenCheckpoint, load_weights
 
@@ -211,7 +211,8 @@ class Captioner:
             )
         try:
             with _LOADING:
-                processor = AutoProcessor.from_pretrained(source)
+                # a fine-tuned checkpoint's processor is what it was trained with; a base one is made whole
+                processor = load_processor(source, whole=not variant.fine_tuned and not centre_crop_requested())
                 model = load_weights(MODEL_CLASSES[variant.family], source, dtype=self.dtype)
         except BrokenCheckpoint as error:  # missing, wrong-shaped or damaged weights, named
             raise VariantUnavailable(variant, f"{where} {error}") from None

@@ -30,20 +30,19 @@ from transformers import (
     BertTokenizer,
     BlipConfig,
     BlipForConditionalGeneration,
-    BlipImageProcessor,
     BlipProcessor,
-    CLIPImageProcessor,
     GitConfig,
     GitForCausalLM,
     GitProcessor,
 )
 
 from .cache import building, cache_root
+from .preprocessing import released_image_processor, whole_image
 from .variants import VARIANT_IDS, VARIANTS
 
 VOCAB_FILE = Path(__file__).resolve().parent.parent / "assets" / "tiny-vocab.txt"
 VOCAB_SIZE = 2000
-FORMAT_VERSION = "2"  # bump when the configs below change, so caches rebuild
+FORMAT_VERSION = "3"  # bump when the configs or processors below change, so caches rebuild
 
 # Small but structurally faithful: 2 layers, width 32, the real patch size and image sizes.
 # Base size passes none of these: the configs' defaults are the real base models' sizes.
@@ -75,14 +74,14 @@ def train_vocab(roco_dir: Path, out: Path = VOCAB_FILE, vocab_size: int = VOCAB_
 
 
 def _git_processor(vocab_file: Path) -> GitProcessor:
-    # CLIPImageProcessor's defaults are git-base's: shortest edge 224, centre crop 224, CLIP mean/std.
-    return GitProcessor(CLIPImageProcessor(), BertTokenizer(vocab=str(vocab_file)))
+    # The released image processor's defaults are git-base's: shortest edge 224, centre crop 224, CLIP mean/std.
+    return GitProcessor(released_image_processor("git"), BertTokenizer(vocab=str(vocab_file)))
 
 
 def _blip_processor(vocab_file: Path) -> BlipProcessor:
-    # BlipImageProcessor's defaults are blip-image-captioning-base's: 384 px, CLIP mean/std.
+    # The released image processor's defaults are blip-image-captioning-base's: 384 px, CLIP mean/std.
     tokenizer = BertTokenizer(vocab=str(vocab_file), bos_token="[DEC]", additional_special_tokens=["[ENC]"])
-    return BlipProcessor(BlipImageProcessor(), tokenizer)
+    return BlipProcessor(released_image_processor("blip"), tokenizer)
 
 
 def _git_model(tokenizer: BertTokenizer, *, base_size: bool) -> GitForCausalLM:
@@ -128,11 +127,19 @@ def _write_base_vocab(path: Path) -> Path:
 
 
 def random_variant(variant_id: str, *, base_size: bool = False):
-    """(processor, model) of one random variant, tiny or at base size, seeded per variant."""
-    make_processor, make_model = BUILDERS[VARIANTS[variant_id].family]
+    """(processor, model) of one random variant, tiny or at base size, seeded per variant.
+
+    Base variants carry their released checkpoint's processor (git-base's crops the centre; the
+    captioner makes it take the whole image); fine-tuned ones the whole-image processor that
+    `python -m finetune` saves with its checkpoints.
+    """
+    variant = VARIANTS[variant_id]
+    make_processor, make_model = BUILDERS[variant.family]
     with tempfile.TemporaryDirectory() as scratch:
         vocab = _write_base_vocab(Path(scratch, "vocab.txt")) if base_size else VOCAB_FILE
         processor = make_processor(vocab)  # keeps the vocabulary in memory
+    if variant.fine_tuned:
+        whole_image(processor.image_processor)
     torch.manual_seed(SEEDS[variant_id])
     return processor, make_model(processor.tokenizer, base_size=base_size)
 

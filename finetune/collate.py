@@ -48,8 +48,10 @@ def _rgb(row: dict) -> Image.Image:
 class CaptionCollator:
     """Rows of a split (raw: image + caption; cached: pixel_values + input_ids) -> one training batch.
 
-    Labels are the caption ids with padding set to -100; the models shift them by one position
-    themselves (GIT also skips its image tokens). `decoder_start_token_id` is BLIP's [DEC]: BLIP's
+    Labels are the caption ids with padding and the start token set to -100 (the start token is
+    never predicted: the models shift labels by one position themselves, GIT also skipping its
+    image tokens), so Trainer's count of label tokens (`num_items_in_batch`) is the number of
+    tokens the loss is taken over, for both families. `decoder_start_token_id` is BLIP's [DEC]: BLIP's
     `generate()` starts captions with it but `forward()` does not put it in place of the
     tokenizer's [CLS], so training must (None for GIT, which starts from [CLS] both ways).
     """
@@ -73,6 +75,7 @@ class CaptionCollator:
         if self.decoder_start_token_id is not None:
             ids[:, 0] = self.decoder_start_token_id
         labels = ids.masked_fill(text.attention_mask == 0, IGNORE_INDEX)
+        labels[:, 0] = IGNORE_INDEX
         return {"pixel_values": pixel_values, "input_ids": ids, "attention_mask": text.attention_mask, "labels": labels}
 
 

@@ -59,6 +59,11 @@ class Recipe:
     seed: int = field(default=42, metadata={"help": "random seed (weights of new heads, shuffling)"})
     # What the recipe needs beyond the optimiser: caption length, validation and model selection.
     max_caption_tokens: int = field(default=128, metadata={"help": "captions are truncated to this many tokens"})
+    centre_crop: bool = field(
+        default=False, metadata={"help": "train on the released processor's centre crop (git-base: shortest edge 224, "
+                                         "then the centre 224 x 224) instead of the whole image resized to a square "
+                                         "(the study's choice, and the default)"}
+    )
     eval_max_new_tokens: int = field(
         default=DecodeSettings().max_new_tokens, metadata={"help": "validation captions: most new tokens (as the app)"}
     )

@@ -29,17 +29,19 @@ from typing import Literal
 
 import numpy as np
 import torch
-from transformers import AutoConfig, AutoProcessor, EvalPrediction, Trainer, TrainerCallback, TrainingArguments
+from transformers import AutoConfig, EvalPrediction, Trainer, TrainerCallback, TrainingArguments
 from transformers.integrations import get_reporting_integration_callbacks
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
 
 from cxrcap.captioner import MODEL_CLASSES
 from cxrcap.data import DataError, SplitData, check_split_overlap, describe_source, filters_chest_xrays, load_split
 from cxrcap.metrics import corpus_scores, warm_up
+from cxrcap.preprocessing import load_processor
 from cxrcap.variants import get_variant
 
 from .card import RECIPE_FILE, overlap_note, write_json, write_outputs
 from .collate import IGNORE_INDEX, CaptionCollator, cache_tensors, undecoded
+from .loss import caption_loss_function
 from .recipe import Profile, Recipe, make_profile, training_arguments
 
 FAST_PAD_MULTIPLE = 8  # caption lengths in steps of 8: tensor-core friendly, fewer shapes to compile
@@ -134,11 +136,13 @@ def load_splits(options: RunOptions) -> tuple[SplitData, SplitData]:
     return splits[0], splits[1]
 
 
-def load_base_model(family: str, source: str, *, prefer_sdpa: bool) -> tuple[object, torch.nn.Module, str]:
-    """Processor, model and attention implementation of the base model."""
+def load_base_model(family: str, source: str, *, prefer_sdpa: bool, whole_image: bool
+                    ) -> tuple[object, torch.nn.Module, str]:
+    """Processor (resizing the whole image to a square unless `whole_image=False`: cxrcap.preprocessing),
+    model and attention implementation of the base model."""
     try:
         config = AutoConfig.from_pretrained(source)
-        processor = AutoProcessor.from_pretrained(source)
+        processor = load_processor(source, whole=whole_image)
     except (OSError, ValueError) as error:
         raise FinetuneError(
             f"cannot load the base model {source!r} ({str(error).strip().splitlines()[0][:200]}); "
@@ -172,13 +176,11 @@ class CaptionTrainer(Trainer):
     `compute_metrics` through Trainer's own gathering, so several GPUs work unchanged.
     """
 
-    def __init__(self, *args, generation: dict, loss_is_batch_mean: bool, **kwargs):
+    def __init__(self, *args, generation: dict, **kwargs):
         super().__init__(*args, **kwargs)
         self.generation = generation
-        if loss_is_batch_mean:
-            # BLIP's forward() accepts **kwargs but averages its loss per batch, ignoring
-            # num_items_in_batch; Trainer would then skip dividing by the accumulation steps
-            # (and multiply by the number of GPUs), inflating the loss and the gradients.
+        if self.compute_loss_func is not None:
+            # The loss comes from the logits (finetune.loss): the forward pass gets no loss arguments.
             self.model_accepts_loss_kwargs = False
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
@@ -257,7 +259,8 @@ def prepare(options: RunOptions, recipe: Recipe, *, evaluate: bool = True, callb
     identity = run_identity(options, recipe, profile)
     train_split, eval_split = load_splits(options)
     overlap = check_split_overlap([train_split, eval_split]) if evaluate else []
-    processor, model, attention = load_base_model(options.family, options.base_model, prefer_sdpa=options.fast)
+    processor, model, attention = load_base_model(options.family, options.base_model, prefer_sdpa=options.fast,
+                                                  whole_image=not recipe.centre_crop)
     collator = CaptionCollator(processor, recipe.max_caption_tokens, decoder_start_token_id(options.family, model),
                                pad_to_multiple_of=FAST_PAD_MULTIPLE if options.fast else None)
     train_set, eval_set, cache_seconds = undecoded(train_split.dataset), undecoded(eval_split.dataset), 0.0
@@ -278,8 +281,8 @@ def prepare(options: RunOptions, recipe: Recipe, *, evaluate: bool = True, callb
         processing_class=processor,
         compute_metrics=caption_metrics(processor.tokenizer),
         callbacks=[SaveRecipe(identity), *callbacks],
+        compute_loss_func=caption_loss_function(options.family, model),
         generation={"max_new_tokens": recipe.eval_max_new_tokens, "num_beams": recipe.eval_num_beams},
-        loss_is_batch_mean=options.family == "blip",
     )
     return Prepared(trainer, options, recipe, profile, identity, train_split, eval_split, overlap, attention,
                     cache_seconds)

@@ -2,10 +2,10 @@
 
 import pytest
 import torch
-from transformers import AutoProcessor
 
 from cxrcap.captioner import MODEL_CLASSES, Captioner, DecodeSettings, VariantUnavailable, stream_captions, warm_up
 from cxrcap.images import load_image
+from cxrcap.preprocessing import load_processor
 from cxrcap.variants import VARIANT_IDS, VARIANTS
 
 
@@ -20,8 +20,8 @@ def xrays(cxr_examples_dir):
 
 
 def naive_captions(source: str, variant_id: str, images, settings: DecodeSettings) -> list[str]:
-    """The captioner before the speed work: a freshly loaded model, its processor, generate()."""
-    processor = AutoProcessor.from_pretrained(source)
+    """The captioner before the speed work: a freshly loaded model, its whole-image processor, generate()."""
+    processor = load_processor(source)
     model = MODEL_CLASSES[VARIANTS[variant_id].family].from_pretrained(source).eval()
     with torch.inference_mode():
         ids = model.generate(

@@ -164,8 +164,10 @@ def test_labels_are_the_caption_ids_with_padding_ignored(family, tiny_sources, c
     dec = processor.tokenizer.convert_tokens_to_ids("[DEC]") if family == "blip" else None
     batch = CaptionCollator(processor, 128, dec)(rows)
     ids, labels, mask = batch["input_ids"], batch["labels"], batch["attention_mask"]
-    assert torch.equal(labels[mask == 1], ids[mask == 1])
+    targets = mask[:, 1:] == 1
+    assert torch.equal(labels[:, 1:][targets], ids[:, 1:][targets])
     assert (labels[mask == 0] == IGNORE_INDEX).all() and (mask == 0).any()  # captions differ in length
+    assert (labels[:, 0] == IGNORE_INDEX).all()  # the start token is never predicted: not counted as a target
     first = dec if family == "blip" else processor.tokenizer.cls_token_id  # what generate() starts from
     assert (ids[:, 0] == first).all()
     # the fast profile's cached tensors give the same batch
