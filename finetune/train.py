@@ -183,6 +183,25 @@ class CaptionTrainer(Trainer):
             # The loss comes from the logits (finetune.loss): the forward pass gets no loss arguments.
             self.model_accepts_loss_kwargs = False
 
+    def get_train_dataloader(self):
+        return self._seeded(super().get_train_dataloader())
+
+    def get_eval_dataloader(self, eval_dataset=None):
+        return self._seeded(super().get_eval_dataloader(eval_dataset))
+
+    def _seeded(self, loader):
+        """The loader with a random generator of its own, seeded from the recipe.
+
+        Each time a DataLoader starts an iterator it draws its workers' base seed from its generator,
+        by default torch's global one. With persistent loader workers (--fast) an uninterrupted run
+        starts its iterators once, but a resumed run starts them again after restoring the global
+        state, which shifts every later dropout mask. With their own generator the loaders leave the
+        global stream alone, whether the run was resumed or not, and the workers' seeds follow the recipe.
+        """
+        torch_loader = getattr(loader, "base_dataloader", loader)  # accelerate wraps the torch DataLoader
+        torch_loader.generator = torch.Generator().manual_seed(self.args.seed)
+        return loader
+
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
         loss, _, _ = super().prediction_step(model, inputs, prediction_loss_only=True, ignore_keys=ignore_keys)
         if prediction_loss_only:

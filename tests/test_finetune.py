@@ -13,7 +13,7 @@ from dataclasses import fields
 import pytest
 import torch
 from PIL import Image
-from transformers import AutoProcessor, HfArgumentParser, TrainerCallback
+from transformers import AutoConfig, AutoProcessor, HfArgumentParser, TrainerCallback
 
 from cxrcap.captioner import Captioner
 from cxrcap.data import CHEST_XRAY_RULE, load_split
@@ -25,13 +25,14 @@ from finetune.recipe import Recipe, make_profile, training_arguments
 from finetune.train import run, run_identity
 
 EPOCHS = 3
-# One family per profile: BLIP runs naive (its loss needs care under gradient accumulation), GIT fast.
-PROFILE = {"git": ("--fast",), "blip": ()}
+PROFILES = {"naive": (), "fast": ("--fast",)}
+# Each family's default profile in these tests: BLIP naive (its loss needs care under gradient accumulation), GIT fast.
+PROFILE = {"git": "fast", "blip": "naive"}
 CHEST_ONLY = {"git": (), "blip": ("--chest-only", "true")}  # an image folder is not filtered unless asked
 
 
-def argv(family, tiny_sources, data, out, *extra):
-    return [*PROFILE[family], *CHEST_ONLY[family],
+def argv(family, tiny_sources, data, out, *extra, profile=None):
+    return [*PROFILES[profile or PROFILE[family]], *CHEST_ONLY[family],
         "--family", family, "--data", str(data), "--base-model", tiny_sources[f"{family}-base"],
         "--output-dir", str(out), "--max-train-samples", "4", "--max-eval-samples", "2",
         "--num-train-epochs", str(EPOCHS), "--per-device-train-batch-size", "2", "--learning-rate", "5e-3",
@@ -50,15 +51,16 @@ def one_torch_thread():
 
 @pytest.fixture(scope="module")
 def train(tmp_path_factory, tiny_sources, cxr_examples_dir):
-    """train(family) -> output folder of a finished run (each family trains once per module)."""
+    """train(family, profile) -> output folder of a finished run (each trains once per module)."""
     done = {}
 
-    def train_once(family):
-        if family not in done:
-            out = tmp_path_factory.mktemp(f"{family}-ft")
-            assert main(argv(family, tiny_sources, cxr_examples_dir, out)) == 0
-            done[family] = out
-        return done[family]
+    def train_once(family, profile=None):
+        profile = profile or PROFILE[family]
+        if (family, profile) not in done:
+            out = tmp_path_factory.mktemp(f"{family}-{profile}-ft")
+            assert main(argv(family, tiny_sources, cxr_examples_dir, out, profile=profile)) == 0
+            done[family, profile] = out
+        return done[family, profile]
 
     return train_once
 
@@ -184,7 +186,7 @@ def test_labels_are_the_caption_ids_with_padding_ignored(family, tiny_sources, c
 def test_a_run_learns_and_writes_what_the_app_loads(family, train, cxr_image, monkeypatch):
     out = train(family)
     log = training_log(out)
-    assert log["global_step"] == EPOCHS and log["profile"]["name"] == ("fast" if PROFILE[family] else "naive")
+    assert log["global_step"] == EPOCHS and log["profile"]["name"] == PROFILE[family]
     losses = [entry["loss"] for entry in log["log_history"] if "loss" in entry]
     vocabulary = len(AutoProcessor.from_pretrained(out).tokenizer)
     # An untrained model's loss is about ln(vocabulary); twice that would mean a loss not averaged
@@ -229,27 +231,36 @@ class KillAfterFirstCheckpoint(TrainerCallback):
 
 @pytest.fixture(scope="module")
 def killed(tmp_path_factory, tiny_sources, cxr_examples_dir):
-    """The folder of a BLIP run killed right after its first checkpoint (tests work on copies).
+    """killed(family, profile) -> the folder of a run killed right after its first checkpoint
+    (made once per module; tests work on copies)."""
+    done = {}
 
-    BLIP runs the naive profile: no loader workers, whose seeds a resumed run would draw anew (which
-    changes the dropout masks), so the resumed losses must equal the uninterrupted run's exactly.
-    """
-    out = tmp_path_factory.mktemp("killed") / "run"
-    options, recipe = parse(argv("blip", tiny_sources, cxr_examples_dir, out))
-    with pytest.raises(SimulatedKill):
-        run(options, recipe, callbacks=[KillAfterFirstCheckpoint()])
-    assert [p.name for p in out.glob("checkpoint-*")] == ["checkpoint-1"] and not (out / "README.md").exists()
-    return out
+    def kill_once(family, profile=None):
+        profile = profile or PROFILE[family]
+        if (family, profile) not in done:
+            out = tmp_path_factory.mktemp(f"killed-{family}-{profile}") / "run"
+            options, recipe = parse(argv(family, tiny_sources, cxr_examples_dir, out, profile=profile))
+            with pytest.raises(SimulatedKill):
+                run(options, recipe, callbacks=[KillAfterFirstCheckpoint()])
+            assert [p.name for p in out.glob("checkpoint-*")] == ["checkpoint-1"] and not (out / "README.md").exists()
+            done[family, profile] = out
+        return done[family, profile]
+
+    return kill_once
 
 
-def test_kill_and_resume_reaches_the_same_step_and_losses(train, killed, tiny_sources, cxr_examples_dir, tmp_path,
-                                                          capsys):
-    out = shutil.copytree(killed, tmp_path / "run")
+@pytest.mark.parametrize("profile", ["naive", "fast"])  # fast: loader workers, which draw their seeds anew on resume
+@pytest.mark.parametrize("family", ["git", "blip"])  # tiny GIT has dropout: a lost random state changes its masks
+def test_kill_and_resume_reaches_the_same_step_and_losses(family, profile, train, killed, tiny_sources,
+                                                          cxr_examples_dir, tmp_path, capsys):
+    if family == "git":
+        assert AutoConfig.from_pretrained(tiny_sources["git-base"]).hidden_dropout_prob > 0
+    out = shutil.copytree(killed(family, profile), tmp_path / "run")
     # starting again over an interrupted run is refused
-    assert main(argv("blip", tiny_sources, cxr_examples_dir, out)) == 1
+    assert main(argv(family, tiny_sources, cxr_examples_dir, out, profile=profile)) == 1
     assert "--resume" in capsys.readouterr().err
-    assert main(argv("blip", tiny_sources, cxr_examples_dir, out, "--resume")) == 0
-    resumed, uninterrupted = training_log(out), training_log(train("blip"))
+    assert main(argv(family, tiny_sources, cxr_examples_dir, out, "--resume", profile=profile)) == 0
+    resumed, uninterrupted = training_log(out), training_log(train(family, profile))
     assert resumed["global_step"] == uninterrupted["global_step"] == EPOCHS
     for key in ("loss", "eval_loss"):
         before = [entry[key] for entry in uninterrupted["log_history"] if key in entry]
@@ -258,7 +269,7 @@ def test_kill_and_resume_reaches_the_same_step_and_losses(train, killed, tiny_so
 
 
 def test_resume_refuses_corrupt_or_foreign_checkpoints(killed, tiny_sources, cxr_examples_dir, tmp_path, capsys):
-    out = shutil.copytree(killed, tmp_path / "run")
+    out = shutil.copytree(killed("blip"), tmp_path / "run")
     checkpoint = out / "checkpoint-1"
 
     def resume_error(*extra, family="blip"):
