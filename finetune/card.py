@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cxrcap.captioner import DecodeSettings
+from cxrcap.captioner import DecodeSettings, pick_device, pick_dtype
 from cxrcap.data import CHEST_XRAY_RULE, describe_source
 from cxrcap.metrics import CORPUS_KEYS
 from cxrcap.variants import get_variant
@@ -22,6 +22,7 @@ RECIPE_FILE = "recipe.json"
 LOG_FILE = "training_log.json"
 PLOT_FILE = "training_curves.png"
 CARD_FILE = "README.md"
+LOSS_NORMALISATION = "the caption tokens of the whole accumulated batch (Trainer's num_items_in_batch)"
 
 
 def write_json(path: Path, data) -> None:
@@ -45,13 +46,23 @@ def epoch_evaluations(log_history: list[dict]) -> list[dict]:
     return rows
 
 
+def run_record(prepared: Prepared) -> dict:
+    """The run's identity, and what training did to the images and the loss (read from the base checkpoint)."""
+    return {
+        **prepared.identity,
+        "preprocessing": prepared.preprocessing,
+        "loss": {"label_smoothing": prepared.label_smoothing, "normalised_by": LOSS_NORMALISATION},
+        "validation_captions_dtype": validation_dtype(),
+    }
+
+
 def write_outputs(prepared: Prepared, output_dir: Path, seconds: float) -> None:
     state = prepared.trainer.state
     evaluations = epoch_evaluations(state.log_history)
     best = next((row for row in evaluations if row["step"] == state.best_global_step), None)
-    write_json(output_dir / RECIPE_FILE, prepared.identity)
+    write_json(output_dir / RECIPE_FILE, run_record(prepared))
     write_json(output_dir / LOG_FILE, {
-        **prepared.identity,
+        **run_record(prepared),
         "global_step": state.global_step,
         "epochs": state.epoch,
         "train_seconds_this_invocation": round(seconds, 1),  # a resumed run counts only its own part
@@ -102,6 +113,34 @@ def _table(rows: list[dict], columns: list[str]) -> str:
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(cell(row.get(column, "")) for column in columns) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def images_and_loss(prepared: Prepared) -> list[str]:
+    pre, profile = prepared.preprocessing, prepared.profile
+    crop_choice = ("`--centre-crop true`: the released processor's centre crop" if prepared.recipe.centre_crop
+                   else "as the study did; `--centre-crop true` would use the released centre crop")
+    smoothing_source = ("the base checkpoint's `text_config.label_smoothing`" if prepared.options.family == "blip"
+                        else "GIT's loss has none")
+    micro, steps = profile.per_device_train_batch_size, profile.gradient_accumulation_steps
+    return [
+        f"- Images: `{pre['image_processor']}` ({pre['backend']} backend), resize: {pre['resize']}; crop: {pre['crop']}; "
+        f"model input {pre['input_size']} px ({crop_choice}). The processor saved in this folder does the same, so "
+        "the app captions an image as training saw it.",
+        f"- Loss: cross-entropy over the caption tokens (padding and the start token ignored), label smoothing "
+        f"{prepared.label_smoothing:g} ({smoothing_source}), summed over each batch of {micro} and divided by "
+        f"{LOSS_NORMALISATION}: {micro} x {steps} accumulated makes the update of one batch of {micro * steps}.",
+    ]
+
+
+def validation_dtype() -> str:
+    """The precision of the validation captions: the app's on this machine (finetune.train.in_app_precision)."""
+    return str(pick_dtype(pick_device())).removeprefix("torch.")
+
+
+def validation_precision() -> str:
+    return (f"Validation captions are generated in {validation_dtype()}, the precision the app loads these weights "
+            "in on the machine that trained them (bfloat16, or float16 where a GPU lacks it; float32 on a CPU), so "
+            "they are the captions the app gives there.")
 
 
 def model_card(prepared: Prepared, evaluations: list[dict], best: dict | None, seconds: float) -> str:
@@ -155,10 +194,14 @@ def model_card(prepared: Prepared, evaluations: list[dict], best: dict | None, s
         f"accumulation {profile.gradient_accumulation_steps} per device on {prepared.trainer.args.world_size} "
         f"device(s), {prepared.trainer.state.global_step} updates in {seconds / 60:.1f} min.",
         "",
+        "## Images and loss",
+        *images_and_loss(prepared),
+        "",
         "## Validation metrics",
         "Per epoch on the validation split: the loss, and captions generated from the image alone "
         f"({decoding.describe()}) scored by `cxrcap.metrics` against the "
         f"reference captions as tokenised for training (lower case, at most {recipe.max_caption_tokens} tokens).",
+        validation_precision(),
         "",
         _table(evaluations, metric_columns) if evaluations else "(none)",
         "",

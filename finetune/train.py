@@ -29,19 +29,19 @@ from typing import Literal
 
 import numpy as np
 import torch
-from transformers import AutoConfig, EvalPrediction, Trainer, TrainerCallback, TrainingArguments
+from transformers import AutoConfig, EvalPrediction, PreTrainedModel, Trainer, TrainerCallback, TrainingArguments
 from transformers.integrations import get_reporting_integration_callbacks
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
 
-from cxrcap.captioner import MODEL_CLASSES
+from cxrcap.captioner import MODEL_CLASSES, pick_dtype
 from cxrcap.data import DataError, SplitData, check_split_overlap, describe_source, filters_chest_xrays, load_split
 from cxrcap.metrics import corpus_scores, warm_up
-from cxrcap.preprocessing import load_processor
+from cxrcap.preprocessing import describe, load_processor
 from cxrcap.variants import get_variant
 
 from .card import RECIPE_FILE, overlap_note, write_json, write_outputs
 from .collate import IGNORE_INDEX, CaptionCollator, cache_tensors, undecoded
-from .loss import caption_loss_function
+from .loss import caption_loss_function, label_smoothing
 from .recipe import Profile, Recipe, make_profile, training_arguments
 
 FAST_PAD_MULTIPLE = 8  # caption lengths in steps of 8: tensor-core friendly, fewer shapes to compile
@@ -172,13 +172,15 @@ class CaptionTrainer(Trainer):
     """`Trainer` whose evaluation also captions every validation image from its pixels alone.
 
     Seq2SeqTrainer's `predict_with_generate` would hand the reference caption to `generate()`;
-    here only `pixel_values` go in, as in the app. The generated ids and the labels reach
-    `compute_metrics` through Trainer's own gathering, so several GPUs work unchanged.
+    here only `pixel_values` go in, as in the app, and in the app's precision (`in_app_precision`).
+    The generated ids and the labels reach `compute_metrics` through Trainer's own gathering, so
+    several GPUs work unchanged.
     """
 
     def __init__(self, *args, generation: dict, **kwargs):
         super().__init__(*args, **kwargs)
         self.generation = generation
+        self._captioning_model = None  # set while evaluating
         if self.compute_loss_func is not None:
             # The loss comes from the logits (finetune.loss): the forward pass gets no loss arguments.
             self.model_accepts_loss_kwargs = False
@@ -202,16 +204,40 @@ class CaptionTrainer(Trainer):
         torch_loader.generator = torch.Generator().manual_seed(self.args.seed)
         return loader
 
+    def evaluate(self, *args, **kwargs):
+        self._captioning_model = in_app_precision(self.accelerator.unwrap_model(self.model))
+        try:
+            return super().evaluate(*args, **kwargs)
+        finally:
+            self._captioning_model = None
+
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
         loss, _, _ = super().prediction_step(model, inputs, prediction_loss_only=True, ignore_keys=ignore_keys)
         if prediction_loss_only:
             return loss, None, None
         inputs = self._prepare_inputs(inputs)
+        captioner = self._captioning_model
         with torch.no_grad():
-            generated = self.accelerator.unwrap_model(model).generate(
-                pixel_values=inputs["pixel_values"], do_sample=False, **self.generation
-            )
+            generated = captioner.generate(pixel_values=inputs["pixel_values"].to(captioner.dtype), do_sample=False,
+                                           **self.generation)
         return loss, generated, inputs["labels"]
+
+
+def in_app_precision(model: PreTrainedModel, dtype: torch.dtype | None = None) -> PreTrainedModel:
+    """The model to caption validation images with: the training weights in the precision the app
+    would load them in on this device (`cxrcap.captioner.pick_dtype`: bf16 or fp16 on a GPU, fp32 on a
+    CPU), so the model card's validation captions are the app's. In fp32 that is the model itself; else
+    a plain copy in `dtype`: the training model may run under mixed-precision autocast, which computes
+    in a mix of precisions that the app never uses.
+    """
+    dtype = dtype or pick_dtype(model.device)
+    if dtype == model.dtype:
+        return model
+    with torch.device(model.device):
+        copy = type(model)(model.config)
+    copy.load_state_dict(model.state_dict())
+    copy.generation_config = model.generation_config
+    return copy.to(dtype).eval()
 
 
 def decode(tokenizer, ids: np.ndarray) -> list[str]:
@@ -258,6 +284,8 @@ class Prepared:
     overlap: list[str]  # ids or identical images in both splits (cxrcap.data's check)
     attention: str
     cache_seconds: float
+    preprocessing: dict[str, str]  # what the processor does to an image (cxrcap.preprocessing.describe)
+    label_smoothing: float  # the loss's, from the base checkpoint (finetune.loss)
 
 
 def trainer_arguments(options: RunOptions, recipe: Recipe, profile: Profile, *, evaluate: bool = True) -> TrainingArguments:
@@ -304,7 +332,7 @@ def prepare(options: RunOptions, recipe: Recipe, *, evaluate: bool = True, callb
         generation={"max_new_tokens": recipe.eval_max_new_tokens, "num_beams": recipe.eval_num_beams},
     )
     return Prepared(trainer, options, recipe, profile, identity, train_split, eval_split, overlap, attention,
-                    cache_seconds)
+                    cache_seconds, describe(processor.image_processor), label_smoothing(options.family, model))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -13,16 +13,19 @@ from dataclasses import fields
 import pytest
 import torch
 from PIL import Image
-from transformers import AutoConfig, AutoProcessor, HfArgumentParser, TrainerCallback
+from transformers import (AutoConfig, AutoProcessor, BlipForConditionalGeneration, GitForCausalLM, HfArgumentParser,
+                          TrainerCallback)
 
-from cxrcap.captioner import Captioner
+from cxrcap.captioner import Captioner, DecodeSettings
 from cxrcap.data import CHEST_XRAY_RULE, load_split
 from cxrcap.metrics import CORPUS_KEYS
+from cxrcap.preprocessing import describe, load_processor
 from cxrcap.variants import get_variant
 from finetune.__main__ import main, parse
 from finetune.collate import IGNORE_INDEX, CaptionCollator, cache_tensors
+from finetune.loss import caption_loss_function, label_smoothing
 from finetune.recipe import Recipe, make_profile, training_arguments
-from finetune.train import run, run_identity
+from finetune.train import decoder_start_token_id, in_app_precision, run, run_identity
 
 EPOCHS = 3
 PROFILES = {"naive": (), "fast": ("--fast",)}
@@ -179,6 +182,38 @@ def test_labels_are_the_caption_ids_with_padding_ignored(family, tiny_sources, c
     assert torch.allclose(again["pixel_values"], batch["pixel_values"])
 
 
+# --- the loss -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("family", ["git", "blip"])
+def test_accumulated_batches_give_the_gradient_of_one_batch(family, tiny_sources, tmp_path):
+    """The naive profile (8 x 2) and --fast (16 x 1) make the same update: 16 real ROCO chest captions
+    of different lengths, dropout off, no clipping (benchmarks/accumulation_gradient.py)."""
+    from benchmarks.accumulation_gradient import accumulation_difference, roco_chest_pairs
+
+    gradient, norm = accumulation_difference(family, tiny_sources[f"{family}-base"], roco_chest_pairs(tmp_path),
+                                             tmp_path / "out", micro_batch=8, examples=16)
+    assert gradient < 1e-5 and norm < 1e-6  # float precision; BLIP's per-micro-batch mean differed by 12%
+
+
+def test_blips_loss_is_its_token_mean_with_the_checkpoints_label_smoothing(tiny_sources, cxr_examples_dir):
+    source = tiny_sources["blip-base"]
+    processor, model = load_processor(source), BlipForConditionalGeneration.from_pretrained(source)
+    model.config.text_config.label_smoothing = model.text_decoder.label_smoothing = 0.1  # as a checkpoint may set it
+    batch = CaptionCollator(processor, 128, decoder_start_token_id("blip", model))(
+        list(load_split(cxr_examples_dir, "train").dataset.select(range(3))))
+    assert label_smoothing("blip", model) == 0.1 and label_smoothing("git", None) == 0.0
+    with torch.no_grad():
+        own = model(**batch).loss  # BLIP's own mean over this batch's caption tokens, smoothed
+        outputs = model(**{key: value for key, value in batch.items() if key != "labels"})
+        ours = caption_loss_function("blip", model)(outputs, batch["labels"])
+        tokens = int(batch["labels"].ne(IGNORE_INDEX).sum())
+        summed = caption_loss_function("blip", model)(outputs, batch["labels"], num_items_in_batch=2 * tokens)
+    assert ours.item() == pytest.approx(own.item(), rel=1e-6)
+    assert summed.item() == pytest.approx(own.item() / 2, rel=1e-6)  # a sum, divided by the accumulated batch's tokens
+    assert caption_loss_function("git", model) is None  # GIT's own loss already divides by num_items_in_batch
+
+
 # --- real runs --------------------------------------------------------------------------------
 
 
@@ -196,13 +231,25 @@ def test_a_run_learns_and_writes_what_the_app_loads(family, train, cxr_image, mo
     evaluations = log["evaluations"]
     assert len(evaluations) == EPOCHS and evaluations[-1]["loss"] < evaluations[0]["loss"]
     assert set(CORPUS_KEYS) <= set(evaluations[0])
-    assert json.loads((out / "recipe.json").read_text())["recipe"]["learning_rate"] == 5e-3
+    record = json.loads((out / "recipe.json").read_text())
+    assert record["recipe"]["learning_rate"] == 5e-3 and record["recipe"]["centre_crop"] is False
+    # what training did to the images and the loss is recorded, and the saved processor does the same
+    side = {"git": 224, "blip": 384}[family]
+    saved = describe(AutoProcessor.from_pretrained(out).image_processor)
+    assert record["preprocessing"] == saved and saved["crop"] == "none: the model sees the whole image"
+    assert saved["input_size"] == f"{side} x {side}" and saved["backend"] == "pil"
+    assert record["loss"]["label_smoothing"] == 0.0 and "accumulated batch" in record["loss"]["normalised_by"]
+    assert record["validation_captions_dtype"] == "float32"  # the app's precision on a CPU
     assert not list(out.glob("checkpoint-*"))
     # model card and plot
     card = (out / "README.md").read_text()
     for text in ("Research use only", "## Base model", tiny_sources_base(out), "learning_rate", "0.005",
                  "| optimizer | adamw |", "| loss | cross_entropy |", "Intended use", "training_curves.png",
-                 "not held-out scores"):  # cxr-examples has one split: validation = training rows
+                 "not held-out scores",  # cxr-examples has one split: validation = training rows
+                 "## Images and loss", f"whole image to {side} x {side} px (aspect ratio not kept)",
+                 "crop: none: the model sees the whole image", "label smoothing 0 (",
+                 "divided by the caption tokens of the whole accumulated batch",
+                 "Validation captions are generated in float32"):
         assert text in card
     # the card says whether the chest filter ran: asked for BLIP, not by default on an image folder (GIT)
     filtered = family == "blip"
@@ -218,6 +265,20 @@ def test_a_run_learns_and_writes_what_the_app_loads(family, train, cxr_image, mo
     assert captioner.source == str(out)
     (caption,) = captioner.caption([Image.open(cxr_image).convert("RGB")])
     assert isinstance(caption, str)
+
+
+def test_validation_captions_use_the_apps_precision(tiny_sources, cxr_image):
+    """On a GPU the app loads bf16 (or fp16) weights: validation captions come from such a copy."""
+    model = GitForCausalLM.from_pretrained(tiny_sources["git-base"]).eval()
+    assert in_app_precision(model) is model  # fp32 on a CPU, as the app
+    copy = in_app_precision(model, torch.bfloat16)
+    assert copy.dtype == torch.bfloat16 and model.dtype == torch.float32
+    assert torch.equal(copy.state_dict()["output.weight"], model.state_dict()["output.weight"].bfloat16())
+    app = Captioner("git-base", tiny_sources["git-base"], dtype=torch.bfloat16)
+    pixels = app.preprocess([Image.open(cxr_image).convert("RGB")])
+    with torch.no_grad():
+        ids = copy.generate(pixel_values=pixels.bfloat16(), max_new_tokens=8, do_sample=False)
+    assert torch.equal(ids, app.generate_ids(pixels, DecodeSettings(max_new_tokens=8)))
 
 
 class SimulatedKill(Exception):
