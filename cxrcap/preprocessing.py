@@ -12,10 +12,10 @@ and the tiny variants (`tiny`):
   app, `--centre-crop true` for `python -m finetune`.
 - **The PIL backend.** transformers 5 uses torchvision-backed image processors when torchvision
   is installed and PIL ones otherwise, so two installs could feed the models different pixels.
-  PyPI's torchvision does not import beside this project's pinned torch 2.13.0 CPU wheel, and
-  the PIL processors are the ones the released checkpoints' processors were written for: every
-  processor is loaded with `backend="pil"` (benchmarks/image_backend.py measures both backends
-  where torchvision is installed).
+  Every processor is loaded with `backend="pil"`: PyPI's torchvision does not import beside this
+  project's pinned torch 2.13.0 CPU wheel, and where a matching pair is installed the torchvision
+  backend was slower per image on a CPU and differed by at most one grey level
+  (benchmarks/image_backend.py; numbers in benchmarks/README.md).
 """
 
 from __future__ import annotations

@@ -79,3 +79,19 @@ def test_the_pil_backend_is_requested_and_nothing_is_logged_about_it(tiny_source
     assert result.returncode == 0, result.stderr
     assert set(result.stdout.split()) == {"CLIPImageProcessorPil", "BlipImageProcessorPil"}
     assert "torchvision" not in result.stderr and "backend" not in result.stderr
+
+
+def test_the_about_page_says_what_the_models_see(monkeypatch):
+    from dataclasses import asdict
+
+    from cxrcap.app.about import about_markdown
+    from finetune.recipe import Recipe
+
+    monkeypatch.delenv(CENTRE_CROP_ENV, raising=False)
+    about = about_markdown(asdict(Recipe()))
+    assert "| GIT | `CLIPImageProcessorPil` | whole image to 224 x 224 px (aspect ratio not kept), bicubic |" in about
+    assert "| BLIP | `BlipImageProcessorPil` | whole image to 384 x 384 px" in about
+    assert "`pil` backend" in about and f"`{CENTRE_CROP_ENV}=1`" in about and "| `centre_crop` | `False` |" in about
+    assert "label smoothing" in about and "whole accumulated batch" in about
+    monkeypatch.setenv(CENTRE_CROP_ENV, "1")
+    assert "This app runs with" in about_markdown(asdict(Recipe()))

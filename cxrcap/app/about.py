@@ -6,6 +6,7 @@ from collections.abc import Mapping
 
 from ..data import CHEST_XRAY_RULE
 from ..metrics import METRIC_IMPLEMENTATIONS, SENTENCE_BLEU_LABEL
+from ..preprocessing import BACKEND, CENTRE_CROP_ENV, centre_crop_requested, describe, released_image_processor, whole_image
 from ..variants import VARIANTS
 
 NOTICE = (
@@ -21,6 +22,13 @@ def about_markdown(recipe: Mapping[str, object]) -> str:
     )
     recipe_rows = "\n".join(f"| `{name}` | `{value}` |" for name, value in recipe.items())
     metric_rows = "\n".join(f"| `{key}` | {text} |" for key, text in METRIC_IMPLEMENTATIONS.items())
+    inputs = {family: describe(whole_image(released_image_processor(family))) for family in ("git", "blip")}
+    crop_note = (f"**This app runs with `{CENTRE_CROP_ENV}=1`: its base variants use their released processors.**"
+                 if centre_crop_requested() else "")
+    input_rows = "\n".join(
+        f"| {family.upper()} | `{d['image_processor']}` | {d['resize']} | {d['crop']} | {d['input_size']} px |"
+        for family, d in inputs.items()
+    )
     return f"""\
 ## Models
 Four variants: two captioning models, each as released (base) and fine-tuned on chest X-rays.
@@ -35,10 +43,30 @@ ROCO (Radiology Objects in COntext): radiology figures from PubMed Central with 
 
 **Chest X-ray filter.** {CHEST_XRAY_RULE}
 
+## What the models see
+Every variant gets the whole X-ray, resized to a square without cropping, as the study did, by
+transformers' image processors with the `{BACKEND}` backend, chosen on purpose so that every install
+feeds the models the same pixels:
+
+| Family | Image processor | Resize | Crop | Model input |
+|---|---|---|---|---|
+{input_rows}
+
+git-base's released processor would crop the centre instead (a portrait film loses its top and
+bottom, a landscape one its sides): set `{CENTRE_CROP_ENV}=1` to use it for the base variants. A
+fine-tuned checkpoint uses the processor saved with it, which records what it was trained on.
+{crop_note}
+
 ## Fine-tuning recipe (the study's values; `python -m finetune`)
 | Setting | Value |
 |---|---|
 {recipe_rows}
+
+The loss is the cross-entropy over the caption tokens, with the base checkpoint's own label
+smoothing (BLIP's `text_config.label_smoothing`; GIT's loss has none), divided by the caption
+tokens of the whole accumulated batch, so batch 8 x accumulation 2 makes the update of one batch of
+16. Each fine-tuned folder's `recipe.json` and model card record the processor, input size, crop and
+label smoothing its run used.
 
 ## Metrics
 Live scores compare one caption with the ground truth you give; tables are corpus-level.
