@@ -15,8 +15,10 @@ Two profiles run the same recipe:
 
 The optimizer and the loss are fixed, not options (fields with `init=False`, so the printed recipe,
 `recipe.json` and the model card still show them): AdamW (both profiles give Trainer an
-`adamw_torch*` optim), and the models' own token-level cross-entropy over the caption tokens
-(BLIP's text decoder applies the label smoothing its config sets, if any).
+`adamw_torch*` optim), and the token-level cross-entropy over the caption tokens with the base
+checkpoint's own label smoothing (BLIP's `text_config.label_smoothing`; GIT has none), divided by
+the caption tokens of the whole accumulated batch, so both profiles make the same updates
+(`finetune/loss.py`).
 """
 
 from __future__ import annotations
