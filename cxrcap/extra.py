@@ -49,6 +49,7 @@ from .captioner import (
     pick_device,
     pick_dtype,
 )
+from .preprocessing import BACKEND
 from .variants import EXTRA_ID, VARIANTS
 from .weights import BrokenCheckpoint, load_weights
 
@@ -274,7 +275,8 @@ class ExtraCaptioner(Captioner):
         self.licence = read_licence(self.source)
         try:
             with _LOADING:
-                processor = AutoProcessor.from_pretrained(self.source, trust_remote_code=self.trust_remote_code)
+                processor = AutoProcessor.from_pretrained(self.source, trust_remote_code=self.trust_remote_code,
+                                                          backend=BACKEND)  # as the four: cxrcap.preprocessing
                 model = load_weights(AutoModelForImageTextToText, self.source, dtype=self.dtype,
                                      trust_remote_code=self.trust_remote_code)
         except BrokenCheckpoint as error:  # missing, wrong-shaped or damaged weights, named

@@ -23,14 +23,14 @@ from pathlib import Path
 
 import torch
 from transformers import (
-    CLIPImageProcessor,
+    CLIPImageProcessorPil,
     Gemma3Config,
     Gemma3ForConditionalGeneration,
-    Gemma3ImageProcessor,
+    Gemma3ImageProcessorPil,
     Gemma3Processor,
     Idefics3Config,
     Idefics3ForConditionalGeneration,
-    Idefics3ImageProcessor,
+    Idefics3ImageProcessorPil,
     Idefics3Processor,
     LlavaConfig,
     LlavaForConditionalGeneration,
@@ -109,7 +109,8 @@ def _gemma3():
     )
     # 224 px in 16-px patches = 14 x 14, pooled to 7 x 7 = 49 image tokens (MedGemma: 896 px, 256 tokens).
     processor = Gemma3Processor(
-        Gemma3ImageProcessor(size={"height": 224, "width": 224}), tokenizer, chat_template=template, image_seq_length=49
+        Gemma3ImageProcessorPil(size={"height": 224, "width": 224}), tokenizer, chat_template=template,
+        image_seq_length=49,
     )
     end_of_turn = tokenizer.convert_tokens_to_ids("<end_of_turn>")
     config = Gemma3Config(
@@ -142,7 +143,7 @@ def _idefics3():
     )
     # Tiles of 64 px (SmolVLM: 512) from an image resized to 128 px at most, plus the global view;
     # 64 px / 16 = 4 x 4 patches, pixel-shuffled by 2 = 4 tokens per tile.
-    image_processor = Idefics3ImageProcessor(size={"longest_edge": 128}, max_image_size={"longest_edge": 64})
+    image_processor = Idefics3ImageProcessorPil(size={"longest_edge": 128}, max_image_size={"longest_edge": 64})
     processor = Idefics3Processor(image_processor, tokenizer, image_seq_len=4, chat_template=template)
     config = Idefics3Config(
         image_token_id=tokenizer.image_token_id,
@@ -164,7 +165,7 @@ def _llava():
         "{% endfor %} {% endfor %}{% if add_generation_prompt %}ASSISTANT:{% endif %}"
     )
     # 64 px in 16-px patches = 16 image tokens after dropping CLS (llava-1.5: 336 px, 576 tokens).
-    image_processor = CLIPImageProcessor(size={"shortest_edge": 64}, crop_size={"height": 64, "width": 64})
+    image_processor = CLIPImageProcessorPil(size={"shortest_edge": 64}, crop_size={"height": 64, "width": 64})
     processor = LlavaProcessor(
         image_processor, tokenizer, patch_size=16, vision_feature_select_strategy="default",
         num_additional_image_tokens=1, chat_template=template,

@@ -71,7 +71,7 @@ def test_the_pil_backend_is_requested_and_nothing_is_logged_about_it(tiny_source
     """In a fresh process, as the app starts: import what it imports, load each variant's processor."""
     sources = [tiny_sources[variant_id] for variant_id in VARIANT_IDS]
     script = (
-        "import sys, cxrcap.tiny, cxrcap.captioner\n"
+        "import sys, cxrcap.tiny, cxrcap.captioner, cxrcap.extra\n"
         "from cxrcap.preprocessing import load_processor\n"
         "print(' '.join(type(load_processor(s).image_processor).__name__ for s in sys.argv[1:]))\n"
     )

@@ -6,7 +6,14 @@ from collections.abc import Mapping
 
 from ..data import CHEST_XRAY_RULE
 from ..metrics import METRIC_IMPLEMENTATIONS, SENTENCE_BLEU_LABEL
-from ..preprocessing import BACKEND, CENTRE_CROP_ENV, centre_crop_requested, describe, released_image_processor, whole_image
+from ..preprocessing import (
+    BACKEND,
+    CENTRE_CROP_ENV,
+    centre_crop_requested,
+    describe,
+    released_image_processor,
+    whole_image,
+)
 from ..variants import VARIANTS
 
 NOTICE = (
