@@ -38,6 +38,7 @@ from cxrcap.data import DataError, SplitData, check_split_overlap, describe_sour
 from cxrcap.metrics import corpus_scores, warm_up
 from cxrcap.preprocessing import describe, load_processor
 from cxrcap.variants import get_variant
+from cxrcap.weights import BrokenCheckpoint, load_weights
 
 from .card import RECIPE_FILE, overlap_note, write_json, write_outputs
 from .collate import IGNORE_INDEX, CaptionCollator, cache_tensors, undecoded
@@ -151,12 +152,17 @@ def load_base_model(family: str, source: str, *, prefer_sdpa: bool, whole_image:
     if config.model_type != family:
         raise FinetuneError(f"the base model {source!r} is a {config.model_type!r} model, not {family!r}")
     model_class = MODEL_CLASSES[family]
-    if prefer_sdpa:
-        try:
-            return processor, model_class.from_pretrained(source, attn_implementation="sdpa"), "sdpa"
-        except ValueError:  # transformers 5.24 has no SDPA for GIT or BLIP; a later one may
-            pass
-    return processor, model_class.from_pretrained(source), "eager"
+    try:  # load_weights refuses a checkpoint that would leave weights random: training would start from noise
+        if prefer_sdpa:
+            try:
+                return processor, load_weights(model_class, source, attn_implementation="sdpa"), "sdpa"
+            except BrokenCheckpoint:
+                raise
+            except ValueError:  # transformers 5.24 has no SDPA for GIT or BLIP; a later one may
+                pass
+        return processor, load_weights(model_class, source), "eager"
+    except BrokenCheckpoint as error:
+        raise FinetuneError(f"the base model {source!r} {error}") from None
 
 
 def decoder_start_token_id(family: str, model) -> int | None:

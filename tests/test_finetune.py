@@ -357,6 +357,18 @@ def test_unreadable_data_is_a_clear_error(tiny_sources, tmp_path, capsys):
     assert "cannot read the data" in error and "nowhere: no such file or folder" in error
 
 
+def test_a_base_model_missing_weights_is_refused_before_training(tiny_sources, cxr_examples_dir, tmp_path, capsys):
+    from safetensors.torch import load_file, save_file
+
+    base = shutil.copytree(tiny_sources["git-base"], tmp_path / "damaged-git")
+    tensors = load_file(base / "model.safetensors")
+    del tensors["output.weight"]  # GIT's LM head is its own weight: without it, training starts from noise
+    save_file(tensors, base / "model.safetensors", metadata={"format": "pt"})
+    assert main(argv("git", {**tiny_sources, "git-base": str(base)}, cxr_examples_dir, tmp_path / "out")) == 1
+    error = capsys.readouterr().err
+    assert "would be left random: output.weight" in error and not (tmp_path / "out").exists()
+
+
 def test_an_unreadable_training_image_is_named(tiny_sources, cxr_image, tmp_path, capsys):
     folder = tmp_path / "xrays"
     folder.mkdir()
