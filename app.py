@@ -15,24 +15,33 @@ from dataclasses import asdict
 from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio is imported
+from cxrcap.app import scratch  # noqa: E402  (plain Python: no torch, no gradio)
 
-import cxrcap.app.zerogpu  # noqa: F401  first: ZeroGPU's `spaces` must be imported before torch
-import gradio as gr
+if __name__ == "__main__":
+    SCRATCH = scratch.claim()  # before gradio is imported: some of its modules read GRADIO_TEMP_DIR then
 
-from cxrcap.app.about import NOTICE, about_markdown
-from cxrcap.captioner import quiet_library_logs
-from cxrcap.app.cards import CSS, render_cards
-from cxrcap.app.comparison import Comparison
-from cxrcap.app.examples import Example, examples_folder, load_examples
-from cxrcap.images import DICOM_SUFFIXES, ImageError, load_image
-from cxrcap.report import OUTPUT_FILES
-from cxrcap.reproduce import use_checkpoints_in
-from cxrcap.app.service import CaptionService, UserError
-from cxrcap.variants import VARIANT_IDS, parse_variant_ids
-from finetune.recipe import Recipe
+import cxrcap.app.zerogpu  # noqa: F401, E402  first: ZeroGPU's `spaces` must be imported before torch
+import gradio as gr  # noqa: E402
+
+from cxrcap.app.about import NOTICE, about_markdown  # noqa: E402
+from cxrcap.captioner import quiet_library_logs  # noqa: E402
+from cxrcap.app.cards import CSS, render_cards  # noqa: E402
+from cxrcap.app.comparison import Comparison  # noqa: E402
+from cxrcap.app.examples import Example, examples_folder, load_examples  # noqa: E402
+from cxrcap.app.upload import xray_upload  # noqa: E402
+from cxrcap.images import DICOM_SUFFIXES, ImageError  # noqa: E402
+from cxrcap.report import OUTPUT_FILES  # noqa: E402
+from cxrcap.reproduce import use_checkpoints_in  # noqa: E402
+from cxrcap.app.service import CaptionService, UserError  # noqa: E402
+from cxrcap.variants import VARIANT_IDS, parse_variant_ids  # noqa: E402
+from finetune.recipe import Recipe  # noqa: E402
 
 MAX_UPLOAD = "25mb"  # below cxrcap.images' own limit (for the CLI and reports): a Space's uploads stop at the door
 QUEUE_SIZE = 16  # waiting requests beyond this are turned away instead of piling up
+# Uploads, previews and exports are deleted this long after their last use: longer than a
+# request can wait in a full queue, since identical uploads share one file (see scratch.py).
+KEEP_FILES_SECONDS = 600
+SWEEP_SECONDS = 60
 
 
 def parse_args() -> argparse.Namespace:
@@ -70,8 +79,9 @@ def shows_user_errors(handler):
 def results_tab(results_dir: Path) -> None:
     table = results_dir / "results.md"
     if not table.exists():
+        shown = "the results folder" if results_dir.is_absolute() else f"`{results_dir}/`"  # no server path on the page
         gr.Markdown(
-            f"No results in `{results_dir}/` yet. Make them with\n\n"
+            f"No results in {shown} yet. Make them with\n\n"
             "```\npython -m cxrcap report --data PATH_TO_ROCO --split test --out results/\n```\n\n"
             "(or `--data ../shared/data/cxr-examples --tiny-random` to try it), then restart the app."
         )
@@ -88,20 +98,26 @@ def build_demo(service: CaptionService, examples: list[Example], results_dir: Pa
     def show(comparison: Comparison | None) -> str:
         return render_cards(service.variant_ids, comparison)
 
-    @shows_user_errors
+    def new_image(image, ground_truth, problem=""):
+        """An upload, accepted or not (None and why): nothing of the previous image stays."""
+        return image, image, ground_truth, "", "", False, show(None), None, None, None, problem
+
     def on_upload(path, ground_truth, showing_example):
-        image = service.receive_upload(path)
         if showing_example:  # the box holds the previous gallery example's caption, not this image's
             ground_truth = ""
-        return image, image, ground_truth, "", "", False
+        try:
+            return new_image(service.receive_upload(path), ground_truth)
+        except UserError as error:
+            return new_image(None, ground_truth, str(error))
 
     @shows_user_errors
     def on_example(num_beams, max_new_tokens, int8, event: gr.SelectData):
         # One event shows the example and its captions (no second round trip): a cached example
         # answers at once. The preview shows the file itself: nothing to re-encode.
         example = examples[event.index]
-        image = load_image(example.path)
-        shown = (example.path, image, example.caption, f"Example credit: {example.credit}", example.credit, True)
+        image = service.receive_upload(example.path)
+        shown = (example.path, image, example.caption, f"Example credit: {example.credit}", example.credit, True,
+                 None, "")  # no export of the previous image, no rejected upload
         for captions in on_caption(image, example.caption, num_beams, max_new_tokens, int8):
             yield *shown, *captions
 
@@ -113,20 +129,22 @@ def build_demo(service: CaptionService, examples: list[Example], results_dir: Pa
             yield show(comparison), comparison.rows(), comparison
 
     with gr.Blocks(title="cxrcap: chest X-ray captions side by side", fill_width=True,
-                   delete_cache=(600, 900)) as demo:
+                   delete_cache=(SWEEP_SECONDS, KEEP_FILES_SECONDS)) as demo:
         image_state = gr.State(None)
         comparison_state = gr.State(None)
         credit_state = gr.State("")  # licence and source of a gallery example, for the slide
         showing_example = gr.State(False)  # the ground-truth box holds a gallery example's caption
+        problem_state = gr.State("")  # why the last upload was rejected, said by the step after it
         gr.Markdown("# cxrcap: chest X-ray captions, four models side by side")
         gr.Markdown(NOTICE, elem_id="notice")
         if service.tiny_random:
             gr.Markdown("**Trial mode:** every model here has tiny *untrained* random weights; its captions are noise.")
         with gr.Tab("Caption"):
-            with gr.Row(equal_height=False):
-                with gr.Column(scale=1, min_width=300):
-                    upload = gr.File(label="Chest X-ray (PNG, JPEG or DICOM)", file_types=["image", *DICOM_SUFFIXES])
-                    preview = gr.Image(label="X-ray", type="pil", interactive=False, height=320)
+            with gr.Row(equal_height=False, elem_id="caption-row"):
+                with gr.Column(scale=1, min_width=300, elem_id="caption-inputs"):
+                    upload = xray_upload(label="Chest X-ray (PNG, JPEG or DICOM)", file_types=["image", *DICOM_SUFFIXES],
+                                         elem_id="upload")
+                    preview = gr.Image(label="X-ray", type="pil", interactive=False, height=320, elem_id="preview")
                     ground_truth = gr.Textbox(label="Ground-truth caption (optional: enables the scores)", lines=3)
                     credit = gr.Markdown()
                     with gr.Accordion("Decoding settings", open=False):
@@ -138,7 +156,7 @@ def build_demo(service: CaptionService, examples: list[Example], results_dir: Pa
                         run = gr.Button("Caption", variant="primary")
                         export = gr.Button("Download this comparison")
                     exported = gr.File(label="Comparison (slide PNG and CSV)", file_count="multiple", interactive=False)
-                with gr.Column(scale=3):
+                with gr.Column(scale=3, elem_id="caption-outputs"):
                     cards = gr.HTML(show(None), elem_id="cards")
                     with gr.Accordion("Raw results (JSON)", open=False):
                         raw = gr.JSON(label="Rows")
@@ -148,8 +166,8 @@ def build_demo(service: CaptionService, examples: list[Example], results_dir: Pa
                 gr.Markdown("Real chest X-rays shared under their licences; each image's licence and source show when chosen.")
             else:
                 gallery = None
-                gr.Markdown(f"No examples: put X-rays with a CSV of captions in `{examples_folder()}` or set "
-                            "`CXRCAP_EXAMPLES` to such a folder (see README); if there is one, the app's log says why it was not used.")
+                gr.Markdown("No examples: put X-rays with a CSV of captions in `assets/examples/`, or point "
+                            "`CXRCAP_EXAMPLES` at such a folder (see README); if there is one, the app's log says why it was not used.")
         with gr.Tab("Results"):
             results_tab(results_dir)
         with gr.Tab("About"):
@@ -157,20 +175,24 @@ def build_demo(service: CaptionService, examples: list[Example], results_dir: Pa
 
         caption_inputs = [image_state, ground_truth, num_beams, max_new_tokens, int8]
         caption_outputs = [cards, raw, comparison_state]
+        # An upload, accepted or not, replaces everything shown for the previous image; a rejection
+        # is then said by a step with no outputs, so that no box wears an "Error" badge for it.
+        image_outputs = [preview, image_state, ground_truth, credit, credit_state, showing_example]
+        check_ready = shows_user_errors(service.check_ready)
         upload.upload(on_upload, [upload, ground_truth, showing_example],
-                      [preview, image_state, ground_truth, credit, credit_state, showing_example],
-                       api_visibility="private").success(
+                      [*image_outputs, *caption_outputs, exported, problem_state], api_visibility="private").then(
+            check_ready, [image_state, problem_state], None, api_visibility="private").success(
             on_caption, caption_inputs, caption_outputs, api_visibility="private")
-        run.click(on_caption, caption_inputs, caption_outputs, api_visibility="private")
+        run.click(check_ready, [image_state], None, api_visibility="private").success(
+            on_caption, caption_inputs, caption_outputs, api_visibility="private")
         if gallery is not None:
             gallery.select(on_example, [num_beams, max_new_tokens, int8],
-                           [preview, image_state, ground_truth, credit, credit_state, showing_example, *caption_outputs],
-                           api_visibility="private")
+                           [*image_outputs, exported, problem_state, *caption_outputs], api_visibility="private")
         export.click(shows_user_errors(service.export), [image_state, comparison_state, credit_state], [exported], api_visibility="private")
         # The API for gradio_client: one file in, one row per variant out (no browser state):
         # Client(url).predict(handle_file(path), ground_truth, 1, 30, api_name="/caption")
         with gr.Row(visible=False):
-            api_file, api_rows, api_trigger = gr.File(), gr.JSON(), gr.Button()
+            api_file, api_rows, api_trigger = xray_upload(), gr.JSON(), gr.Button()
         api_trigger.click(shows_user_errors(service.caption_rows), [api_file, ground_truth, num_beams, max_new_tokens], [api_rows],
                           api_name="caption")
     return demo
@@ -186,6 +208,7 @@ def main() -> None:
     service.start()
     demo = build_demo(service, examples, args.results)
     demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=1)  # 2 vCPU: one caption job at a time
+    scratch.keep_swept(SCRATCH, every_seconds=SWEEP_SECONDS)
     demo.launch(
         server_name=args.host,
         server_port=args.port,

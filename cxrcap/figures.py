@@ -6,6 +6,7 @@ the report (evaluation, baselines, files) runs without it.
 
 from __future__ import annotations
 
+import math
 import textwrap
 from pathlib import Path
 
@@ -35,6 +36,11 @@ def _save(figure: Figure, stem: Path) -> None:
     figure.savefig(stem.with_suffix(".svg"))
 
 
+def _nan_if_none(value: float | None) -> float:
+    # finding F1 is None where no caption names a finding: NaN draws no bar and no whisker
+    return math.nan if value is None else value
+
+
 def plot_metrics(rows: list[Row], meta: dict, stem: Path) -> None:
     """Grouped bars, one group per metric, with CI whiskers; CIDEr on its own axis (its range is 0-10)."""
     shown = [row for row in rows if row.available]
@@ -47,9 +53,9 @@ def plot_metrics(rows: list[Row], meta: dict, stem: Path) -> None:
             style = BASELINE_STYLES.get(row.name) or {"color": VARIANT_COLOURS[row.name]}
             for ax, keys in zip(axes, groups):
                 x = [j + (i - (len(shown) - 1) / 2) * width for j in range(len(keys))]
-                values = [row.scores[k] for k in keys]
-                errors = [[v - row.ci[k][0] for k, v in zip(keys, values)],
-                          [row.ci[k][1] - v for k, v in zip(keys, values)]]
+                values = [_nan_if_none(row.scores[k]) for k in keys]
+                errors = [[v - _nan_if_none(row.ci[k][0]) for k, v in zip(keys, values)],
+                          [_nan_if_none(row.ci[k][1]) - v for k, v in zip(keys, values)]]
                 ax.bar(x, values, width, yerr=errors, capsize=3, edgecolor="black", linewidth=0.6,
                        label=row.display_label, **style)
         for ax, keys in zip(axes, groups):

@@ -30,10 +30,12 @@ contradiction); left vs right, or left vs bilateral, disagree.
 
 F1 (`finding_f1`, `micro_f1`): 2·TP / (2·TP + FP + FN) with TP the agreeing findings, FP the
 extra and FN the missing ones; micro-averaged over a corpus by summing the counts. When neither
-side names any finding there is nothing to disagree about and F1 is 1.0 (so a one-pair corpus
-and the pair give the same value); show the findings next to the score so a reader sees why.
+side names any finding there is nothing to score: no F1 (None; NaN in `micro_f1`'s arrays), shown
+as "n/a" — never 1.0, which would read as agreement under two captions of noise. Such a pair adds
+nothing to a corpus's counts; a corpus where no pair names a finding has no F1 either.
 """
 
+import math
 import re
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -256,19 +258,26 @@ def finding_counts(prediction: str, reference: str) -> tuple[int, int, int]:
     return len(comparison.agree), len(comparison.extra), len(comparison.missing)
 
 
-def finding_f1(prediction: str, reference: str) -> float:
-    """F1 of the prediction's findings against the reference's (1.0 when neither names any)."""
-    return float(micro_f1(*finding_counts(prediction, reference)))
+def finding_f1(prediction: str, reference: str) -> float | None:
+    """F1 of the prediction's findings against the reference's; None when neither names any."""
+    return f1_or_none(*finding_counts(prediction, reference))
+
+
+def f1_or_none(tp, fp, fn) -> float | None:
+    """`micro_f1` of one set of counts (a pair's, or a corpus's summed) as a number, None where
+    no finding was named: the one definition the app, the API, the exports and the report share."""
+    value = float(micro_f1(tp, fp, fn))
+    return None if math.isnan(value) else value
 
 
 def micro_f1(tp, fp, fn):
-    """2·TP / (2·TP + FP + FN), 1.0 where all are zero; numbers or numpy arrays alike.
+    """2·TP / (2·TP + FP + FN), NaN where all are zero (no finding named); numbers or numpy arrays alike.
 
     Corpus micro-F1 is this of the counts summed over pairs (see `finding_counts`).
     """
     tp, fp, fn = np.asarray(tp, float), np.asarray(fp, float), np.asarray(fn, float)
     denominator = 2 * tp + fp + fn
-    return np.divide(2 * tp, denominator, out=np.ones_like(denominator), where=denominator > 0)
+    return np.divide(2 * tp, denominator, out=np.full_like(denominator, np.nan), where=denominator > 0)
 
 
 def _agrees(predicted: Finding, expected: Finding) -> bool:

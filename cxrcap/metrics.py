@@ -81,7 +81,8 @@ METRIC_IMPLEMENTATIONS = {
     "references) on nltk Treebank tokens without punctuation in place of COCO's Java PTB tokenizer; "
     "corpus only",
     "finding_f1": "cxrcap.findings: F1 of the chest findings (name, negation, side) in prediction vs "
-    "reference; corpus: micro-F1 over pairs; 1.0 when neither names a finding",
+    "reference; corpus: micro-F1 of the counts summed over pairs; none (n/a) when neither caption "
+    "names a finding, and such pairs add no counts",
 }
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z])|\s*\n\s*")
@@ -108,22 +109,30 @@ def warm_up(background: bool = True) -> None:
         loading.result()
 
 
-def score(prediction: str, reference: str) -> dict[str, float]:
-    """Scores of one predicted caption against its reference: `SENTENCE_KEYS`, each in [0, 1]."""
+def score(prediction: str, reference: str) -> dict[str, float | None]:
+    """Scores of one predicted caption against its reference: `SENTENCE_KEYS`, each in [0, 1]
+    (`finding_f1` None when neither caption names a finding)."""
     _check_captions([prediction], [reference])
     pair = _score_pair(prediction, reference, _wordnet())
     return {
         "bleu": pair.bleu_sentence,
         **dict(zip(ROUGE_KEYS, pair.rouge)),
         "meteor": pair.meteor,
-        "finding_f1": float(findings.micro_f1(*pair.finding_counts)),
+        "finding_f1": findings.f1_or_none(*pair.finding_counts),
     }
 
 
-def corpus_scores(predictions: list[str], references: list[str]) -> dict[str, float]:
-    """Corpus scores of paired captions: `CORPUS_KEYS` (cider on its 0-10 scale, others in [0, 1])."""
+def corpus_scores(predictions: list[str], references: list[str]) -> dict[str, float | None]:
+    """Corpus scores of paired captions: `CORPUS_KEYS` (cider on its 0-10 scale, others in [0, 1];
+    `finding_f1` None when no pair names a finding)."""
     stats = _checked_corpus_stats(predictions, references)
-    return {key: float(values[0]) for key, values in stats.aggregate(np.arange(stats.size)[None]).items()}
+    return {key: _number_or_none(values[0]) for key, values in stats.aggregate(np.arange(stats.size)[None]).items()}
+
+
+def pairs_without_findings(predictions: list[str], references: list[str]) -> int:
+    """How many pairs name no finding in either caption: they add nothing to corpus finding F1."""
+    stats = _checked_corpus_stats(predictions, references)
+    return int((stats.finding_counts.sum(axis=1) == 0).sum())
 
 
 def bootstrap_ci(
@@ -138,17 +147,24 @@ def bootstrap_ci(
 
     Per-pair statistics are computed once (and shared with `corpus_scores` on the same captions);
     each resample re-aggregates them (BLEU from summed n-gram counts, CIDEr per pair with the IDF
-    of the full corpus, finding F1 from summed counts).
+    of the full corpus, finding F1 from summed counts; resamples that name no finding have no
+    finding F1 and are left out of its interval, which is (None, None) when none names one).
     """
     if n_resamples < 1 or not 0 < confidence < 1:
         raise MetricInputError("bootstrap needs n_resamples >= 1 and 0 < confidence < 1")
     stats = _checked_corpus_stats(predictions, references)
     resamples = np.random.default_rng(seed).integers(0, stats.size, size=(n_resamples, stats.size))
     tail = (1 - confidence) / 2 * 100
-    return {
-        key: (float(np.percentile(values, tail)), float(np.percentile(values, 100 - tail)))
-        for key, values in stats.aggregate(resamples).items()
-    }
+    intervals = {}
+    for key, values in stats.aggregate(resamples).items():
+        values = values[~np.isnan(values)]
+        bounds = (np.percentile(values, tail), np.percentile(values, 100 - tail)) if values.size else (None, None)
+        intervals[key] = tuple(_number_or_none(bound) for bound in bounds)
+    return intervals
+
+
+def _number_or_none(value) -> float | None:
+    return None if value is None or np.isnan(value) else float(value)
 
 
 def bootstrap_difference(

@@ -90,8 +90,9 @@ class Row:
     settings: str = ""  # decoding settings, or how the baseline predicts
     seconds: float | None = None  # generation time, models only
     preprocess_seconds: float | None = None  # None: pixel values shared with an earlier variant
-    scores: dict[str, float] = field(default_factory=dict)
-    ci: dict[str, tuple[float, float]] = field(default_factory=dict)
+    scores: dict[str, float | None] = field(default_factory=dict)  # finding_f1 None: no finding named
+    ci: dict[str, tuple[float | None, float | None]] = field(default_factory=dict)
+    pairs_without_findings: int | None = None  # pairs naming no finding: they add nothing to finding F1
     notes: tuple[str, ...] = ()  # `Captioner.notes`: the extra slot's model, licence, prompt
 
     @property
@@ -535,11 +536,9 @@ def baseline_predictions(pool: BaselinePool, ids: list[str], seed: int = 0) -> d
 
 def score_row(row: Row, predictions: list[str], references: list[str], n_resamples: int, seed: int) -> None:
     row.n_images = len(predictions)
-    row.scores = {key: float(value) for key, value in metrics.corpus_scores(predictions, references).items()}
-    intervals = metrics.bootstrap_ci(
-        predictions, references, n_resamples=n_resamples, seed=seed, confidence=CI_LEVEL
-    )
-    row.ci = {key: (float(lo), float(hi)) for key, (lo, hi) in intervals.items()}
+    row.scores = metrics.corpus_scores(predictions, references)
+    row.ci = metrics.bootstrap_ci(predictions, references, n_resamples=n_resamples, seed=seed, confidence=CI_LEVEL)
+    row.pairs_without_findings = metrics.pairs_without_findings(predictions, references)
 
 
 def report_meta(
@@ -612,7 +611,8 @@ def write_json(path: Path, rows: list[Row], meta: dict) -> None:
 
 def write_csv(path: Path, rows: list[Row]) -> None:
     metric_columns = [f"{key}{suffix}" for key in METRIC_ORDER for suffix in ("", "_ci_low", "_ci_high")]
-    columns = ["name", "label", "kind", "status", "untrained", "n_images", "settings", *metric_columns, "reason"]
+    columns = ["name", "label", "kind", "status", "untrained", "n_images", "settings", *metric_columns,
+               "pairs_without_findings", "reason"]
     with path.open("w", newline="", encoding="utf-8") as file:
         writer = csv.DictWriter(file, fieldnames=columns)
         writer.writeheader()
@@ -622,6 +622,13 @@ def write_csv(path: Path, rows: list[Row]) -> None:
                 record[key] = row.scores[key]
                 record[f"{key}_ci_low"], record[f"{key}_ci_high"] = row.ci[key]
             writer.writerow(record)
+
+
+def _score_cell(value: float | None, interval: tuple[float | None, float | None]) -> str:
+    if value is None:
+        return "n/a"  # finding F1 of a corpus in which no caption names a finding
+    low, high = interval
+    return f"{value:.3f} [{low:.2f}, {high:.2f}]"
 
 
 def results_markdown(rows: list[Row], meta: dict) -> str:
@@ -645,7 +652,7 @@ def results_markdown(rows: list[Row], meta: dict) -> str:
     ]
     for row in rows:
         if row.available:
-            cells = [f"{row.scores[k]:.3f} [{row.ci[k][0]:.2f}, {row.ci[k][1]:.2f}]" for k in METRIC_ORDER]
+            cells = [_score_cell(row.scores[k], row.ci[k]) for k in METRIC_ORDER]
         else:
             cells = ["unavailable"] + [""] * (len(METRIC_ORDER) - 1)
         n = row.n_images if row.available else "–"
@@ -660,6 +667,12 @@ def results_markdown(rows: list[Row], meta: dict) -> str:
     lines += [f"- **{row.label}**: {row.settings}" for row in rows if row.kind == "baseline"]
     lines += ["", "## Metrics", ""]
     lines += [f"- {metrics.METRIC_LABELS[key]}: {meta['metric_implementations'][key]}" for key in METRIC_ORDER]
+    counted = [row for row in rows if row.available]
+    if counted:
+        lines += ["", "Finding F1 sums agreeing, extra and missing findings over all pairs before taking F1. "
+                  "Pairs where neither caption names a finding add nothing: "
+                  + "; ".join(f"{row.display_label} {row.pairs_without_findings} of {row.n_images}" for row in counted)
+                  + "."]
     speeds = [row for row in rows if row.seconds]
     if speeds:
         device = f"Device {meta['device']} ({meta['dtype']}), batch size {meta['batch_size']}."

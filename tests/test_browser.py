@@ -1,5 +1,6 @@
 """End to end in a real browser: Debian's Chromium driven by Playwright (no browser download)."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -8,6 +9,9 @@ from playwright.sync_api import expect, sync_playwright
 CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOTS = Path(__file__).resolve().parents[1] / "test-output" / "screenshots"
 XSS = '<img src=x onerror="window.__xss = 1"> left pneumothorax'
+REPO = Path(__file__).resolve().parents[1]
+# An absolute path on the server: the repository, a home or a temporary folder.
+SERVER_PATH = re.compile(rf"{re.escape(str(REPO))}|/tmp/|/home/|/root/|/work/|/private/var/")
 
 
 @pytest.fixture(scope="module")
@@ -123,4 +127,90 @@ def test_a_cached_example_fills_four_cards_with_scores_within_0_3_s(browser, app
     assert seconds <= 0.3
     expect(page.get_by_text(f"Example credit: {examples[0].credit}").first).to_be_visible()
     page.screenshot(path=str(SCREENSHOTS / f"cached-example-{name}.png"), full_page=True)
+
+
+def cards_state(page) -> dict:
+    return page.evaluate("""() => ({
+        empty: document.querySelectorAll('#cards .cx-empty').length,
+        captions: document.querySelectorAll('#cards .cx-caption').length,
+        working: document.querySelector('#cards').innerText.includes('working'),
+        preview: document.querySelectorAll('#preview img').length,
+    })""")
+
+
+def test_a_rejected_upload_clears_the_previous_image_and_keeps_the_ground_truth(browser, app_url, cxr_image, tmp_path):
+    truncated = tmp_path / "half.jpg"
+    truncated.write_bytes(cxr_image.read_bytes()[: cxr_image.stat().st_size // 2])
+    page = browser.new_page(viewport={"width": 1366, "height": 900})
+    page.goto(app_url)
+    expect(page.locator("#cards .cx-empty")).to_contain_text("Upload a chest X-ray", timeout=30_000)
+    assert cards_state(page)["working"] is False  # nothing runs before an upload
+    page.get_by_label("Ground-truth caption").fill("left pneumothorax")
+    page.locator("input[type=file]").first.set_input_files(str(cxr_image))
+    expect(page.locator("#cards .cx-scores")).to_have_count(4, timeout=60_000)
+
+    page.locator("#upload").get_by_label("Clear").click()  # as a user replaces the file
+    page.locator("#upload input[type=file]").set_input_files(str(truncated))
+    expect(page.locator(".toast-body").filter(has_text="truncated or corrupt").first).to_be_visible(timeout=30_000)
+    expect(page.locator("#cards .cx-empty")).to_have_count(1)
+    assert cards_state(page) == {"empty": 1, "captions": 0, "working": False, "preview": 0}
+    expect(page.get_by_label("Ground-truth caption")).to_have_value("left pneumothorax")
+    assert page.locator("#preview, #component-0").get_by_text("Error", exact=True).count() == 0  # no red badge
+    page.screenshot(path=str(SCREENSHOTS / "rejected-upload.png"), full_page=True)
+
+    page.get_by_role("button", name="Caption", exact=True).click()
+    expect(page.locator(".toast-body").filter(has_text="pick an example first").first).to_be_visible(timeout=30_000)
+    page.wait_for_timeout(1_000)
+    assert cards_state(page) == {"empty": 1, "captions": 0, "working": False, "preview": 0}
+    toasts = page.locator(".toast-body").all_inner_texts()
+    assert toasts and not any(SERVER_PATH.search(text) for text in toasts)
+    page.close()
+
+
+def test_no_server_path_on_any_tab(browser, app_url):
+    page = browser.new_page(viewport={"width": 1366, "height": 900})
+    page.goto(app_url)
+    expect(page.get_by_text("never clinical decisions").first).to_be_visible(timeout=30_000)
+    texts = [page.locator("body").inner_text()]
+    for tab in ("Results", "About"):
+        page.get_by_role("tab", name=tab).click()
+        page.wait_for_timeout(300)
+        texts.append(page.locator("body").inner_text())
+    assert "$CXRCAP_EXAMPLES" in texts[0] and "No results in the results folder" in texts[1]
+    assert [SERVER_PATH.findall(text) for text in texts] == [[], [], []]
+    page.close()
+
+
+def test_on_a_phone_the_cards_follow_the_preview(browser, app_url, cxr_image):
+    page = browser.new_page(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+    page.goto(app_url)
+    page.locator("input[type=file]").first.set_input_files(str(cxr_image))
+    expect(page.locator("#cards .cx-caption")).to_have_count(4, timeout=60_000)
+    preview_bottom, cards_top = page.evaluate("""() => [
+        document.querySelector('#preview').getBoundingClientRect().bottom + window.scrollY,
+        document.querySelector('#cards .cx-card').getBoundingClientRect().top + window.scrollY]""")
+    page.screenshot(path=str(SCREENSHOTS / "phone-390.png"), full_page=True)
+    assert 0 <= cards_top - preview_bottom < 60, (preview_bottom, cards_top)
+    assert cards_top < 844 * 1.5  # within the second screen, not below two screens of controls
+    page.close()
+
+
+@pytest.mark.parametrize("width, height", [(1366, 900), (1920, 1080)])
+def test_card_titles_are_drawn_in_one_font(browser, app_url, cxr_image, width, height):
+    page = browser.new_page(viewport={"width": width, "height": height}, device_scale_factor=2)
+    page.goto(app_url)
+    page.locator("input[type=file]").first.set_input_files(str(cxr_image))
+    expect(page.locator("#cards .cx-caption")).to_have_count(4, timeout=60_000)
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("DOM.enable")
+    cdp.send("CSS.enable")
+    root = cdp.send("DOM.getDocument")["root"]["nodeId"]
+    titles = cdp.send("DOM.querySelectorAll", {"nodeId": root, "selector": "#cards .cx-card h3"})["nodeIds"]
+    assert len(titles) == 4
+    for node in titles:
+        # the title's own text node: the badge beside it has its own size
+        text = cdp.send("DOM.describeNode", {"nodeId": node, "depth": 1})["node"]["children"][0]
+        fonts = cdp.send("CSS.getPlatformFontsForNode", {"nodeId": node})["fonts"]
+        assert len(fonts) == 1, (text.get("nodeValue"), fonts)  # one face for every letter of "BLIP base"
+    page.locator("#cards .cx-card h3").nth(2).screenshot(path=str(SCREENSHOTS / f"card-title-{width}.png"))
     page.close()

@@ -124,9 +124,10 @@ def test_an_unstated_side_agrees_and_a_wrong_side_does_not():
 def test_finding_f1_counts_and_its_empty_case():
     # agree 1 (effusion), extra 1 (cardiomegaly), missing 1 (pneumothorax): 2 / (2 + 1 + 1)
     assert finding_f1("Pleural effusion and cardiomegaly.", "Pleural effusion and pneumothorax.") == pytest.approx(0.5)
-    assert finding_f1("Chest X-ray.", "Chest radiograph, PA view.") == 1.0  # nothing named, nothing to disagree on
+    assert finding_f1("Chest X-ray.", "Chest radiograph, PA view.") is None  # nothing named: no F1, not 1.0
+    assert finding_f1("a photo of a dog", "Severe ARDS.") is None
     assert finding_f1("", "Right pleural effusion.") == 0.0
-    assert micro_f1([1, 0], [1, 0], [0, 0]).tolist() == pytest.approx([2 / 3, 1.0])
+    assert micro_f1([1, 0], [1, 0], [0, 0]).tolist() == pytest.approx([2 / 3, float("nan")], nan_ok=True)
 
 
 def test_extraction_on_hand_labelled_roco_captions(roco_dir):

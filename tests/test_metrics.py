@@ -207,6 +207,18 @@ def test_corpus_finding_f1_is_micro_averaged():
     assert corpus_scores(predictions, references)["finding_f1"] == pytest.approx(2 / 6)
 
 
+def test_pairs_naming_no_finding_add_nothing_to_corpus_finding_f1_and_are_counted():
+    predictions = ["left pneumothorax", "a photo of a dog", "chest x-ray"]
+    references = ["left-sided pneumothorax", "Severe ARDS.", "PA view"]
+    assert score(predictions[1], references[1])["finding_f1"] is None
+    assert corpus_scores(predictions, references)["finding_f1"] == 1.0  # summed counts: the one pair with findings
+    assert metrics.pairs_without_findings(predictions, references) == 2
+    assert corpus_scores(predictions[1:], references[1:])["finding_f1"] is None  # none named anywhere: no F1
+    low, high = bootstrap_ci(predictions, references, n_resamples=50)["finding_f1"]
+    assert low == high == 1.0  # resamples without a finding are left out, not counted as 1.0 or 0.0
+    assert bootstrap_ci(predictions[1:], references[1:], n_resamples=20)["finding_f1"] == (None, None)
+
+
 @pytest.mark.parametrize(
     "prediction, reference",
     [

@@ -72,11 +72,17 @@ def test_table_equals_the_metrics_recomputed_from_predictions_csv(tiny_report):
         expected = metrics.corpus_scores([row[name] for row in predictions], references)
         assert set(expected) == set(json_rows[name]["scores"])
         for key, value in expected.items():
+            if value is None:  # finding F1 where no caption names a finding: null, an empty cell, n/a
+                assert json_rows[name]["scores"][key] is None and csv_rows[name][key] == ""
+                continue
             assert json_rows[name]["scores"][key] == pytest.approx(value, abs=1e-12)
             assert float(csv_rows[name][key]) == pytest.approx(value, abs=1e-12)
             low, high = json_rows[name]["ci"][key]
             assert low <= value + 1e-9 and value <= high + 1e-9
             assert f"{value:.3f} [{low:.2f}, {high:.2f}]" in markdown
+        without = metrics.pairs_without_findings([row[name] for row in predictions], references)
+        assert json_rows[name]["pairs_without_findings"] == without == int(csv_rows[name]["pairs_without_findings"])
+        assert f"{json_rows[name]['label']} {without} of 5" in markdown
 
 
 def test_baselines_never_look_at_the_image(tiny_report, cxr_examples_dir):

@@ -43,10 +43,14 @@ def test_without_ground_truth_there_are_captions_but_no_scores(service, xray):
     assert all(row["bleu"] is None for row in comparison.rows())
 
 
-def test_huge_ground_truth_is_truncated_with_a_notice(service, xray):
-    comparison, notice = list(service.compare(xray, "chest " * 200_000, 1, 5))[-1]
+def test_huge_ground_truth_is_noticed_once_and_the_rows_say_it_was_cut(service, xray):
+    states = list(service.compare(xray, "chest " * 200_000, 1, 5))
+    notices = [notice for _, notice in states if notice]
+    assert len(notices) == 1 and "only the first" in notices[0]  # one warning, not one per variant
+    comparison = states[-1][0]
     assert len(comparison.ground_truth) == MAX_GROUND_TRUTH_CHARS
-    assert "only the first" in notice
+    assert all(row["ground_truth_notice"] == notices[0] for row in comparison.rows())
+    assert all(row["ground_truth_notice"] is None for row in list(service.compare(xray, "chest", 1, 5))[-1][0].rows())
 
 
 def test_bad_decoding_settings_and_missing_image_are_user_errors(service, xray):
@@ -56,32 +60,11 @@ def test_bad_decoding_settings_and_missing_image_are_user_errors(service, xray):
         next(service.compare(None, "", 1, 30))
 
 
-def test_uploads_are_deleted_after_decoding_but_other_files_are_not(service, cxr_image, tmp_path, monkeypatch):
-    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio"))
-    upload = tmp_path / "gradio" / "abc123" / "scan.jpg"
-    upload.parent.mkdir(parents=True)
-    shutil.copy(cxr_image, upload)
-    assert service.receive_upload(str(upload)).mode == "RGB"
-    assert not upload.exists()
-    assert service.receive_upload(str(cxr_image)).mode == "RGB"
-    assert cxr_image.exists()
-
-
-def test_bad_upload_is_a_user_error_and_still_deleted(service, tmp_path, monkeypatch):
-    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path))
-    bad = tmp_path / "x" / "report.png"
-    bad.parent.mkdir()
-    bad.write_text("not an image")
-    with pytest.raises(UserError):
-        service.receive_upload(str(bad))
-    assert not bad.exists()
-    with pytest.raises(UserError, match="Upload a chest X-ray"):
-        service.receive_upload(None)
-
-
-def test_export_writes_a_slide_and_a_csv(service, xray):
+def test_export_writes_a_slide_and_a_csv_into_the_scratch_folder(service, xray, tmp_path, monkeypatch):
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path))  # what scratch.claim() sets in the app
     comparison = list(service.compare(xray, "chest radiograph with left pneumothorax", 1, 6))[-1][0]
     slide, table = service.export(xray, comparison)
+    assert Path(slide).parent.parent == tmp_path == Path(table).parent.parent
     assert Image.open(slide).size == (1600, 900)
     rows = list(csv.DictReader(io.StringIO(open(table, encoding="utf-8").read())))
     assert [r["variant"] for r in rows] == list(VARIANT_IDS)
@@ -90,12 +73,41 @@ def test_export_writes_a_slide_and_a_csv(service, xray):
         service.export(None, None)
 
 
-def test_exported_slides_do_not_pile_up(service, xray, monkeypatch):
-    comparison = list(service.compare(xray, "", 1, 4))[-1][0]
-    old_slide, _ = service.export(xray, comparison)
-    monkeypatch.setattr("cxrcap.app.service.EXPORT_SECONDS", 0)  # everything earlier counts as old
-    new_slide, _ = service.export(xray, comparison)
-    assert not Path(old_slide).exists() and Path(new_slide).exists()
+def test_an_upload_stays_readable_for_every_request_that_sent_it(service, cxr_image, tmp_path, monkeypatch):
+    # Gradio stores identical uploads at one path: a request queued behind others that sent the
+    # same file (and behind any number of other files) still finds it.
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path))
+    shared = tmp_path / "0f0f" / "same.jpg"
+    shared.parent.mkdir()
+    shutil.copy(cxr_image, shared)
+    first = service.receive_upload(str(shared))
+    for i in range(6):
+        other = tmp_path / f"other{i}" / "x.png"
+        other.parent.mkdir()
+        first.resize((64 + i, 64)).save(other)
+        service.receive_upload(str(other))
+    assert service.receive_upload(str(shared)).tobytes() == first.tobytes()
+
+
+def test_a_rejected_upload_is_named_by_its_file_name_never_its_folder(service, tmp_path):
+    bad = tmp_path / "deep" / "report.png"
+    bad.parent.mkdir()
+    bad.write_text("not an image")
+    for path, expected in ((bad, "not an image"), (tmp_path / "gone" / "x.png", "No such file: x.png"),
+                           (bad.parent, "folder")):
+        with pytest.raises(UserError, match=expected) as caught:
+            service.receive_upload(str(path))
+        assert str(tmp_path) not in str(caught.value)
+    with pytest.raises(UserError, match="Upload a chest X-ray"):
+        service.receive_upload(None)
+
+
+def test_captioning_without_an_image_says_why_and_runs_nothing(service, xray):
+    with pytest.raises(UserError, match="Upload a chest X-ray"):
+        service.check_ready(None)
+    with pytest.raises(UserError, match="truncated or corrupt"):  # a rejected upload's own reason
+        service.check_ready(None, "The image file is truncated or corrupt and cannot be decoded.")
+    service.check_ready(xray)
 
 
 def test_missing_wordnet_is_a_message_saying_how_to_fix_it(service, xray, monkeypatch):
@@ -128,33 +140,25 @@ def test_cards_escape_captions_and_label_untrained_weights():
     html = render_cards(list(VARIANT_IDS), comparison)
     assert "<img src=x" not in html and "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;" in html
     assert "untrained" in html and "smoothed" in html.lower()
-    assert html.count("working...") == 3
+    assert html.count("working...") == 3  # a job is running: three variants have not finished
 
 
-def test_identical_uploads_queued_together_both_decode(service, cxr_image, tmp_path, monkeypatch):
-    # Gradio stores identical uploads at one path; the first request deletes the file.
-    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path))
-    upload = tmp_path / "0f0f" / "same.jpg"
-    upload.parent.mkdir()
-    shutil.copy(cxr_image, upload)
-    first = service.receive_upload(str(upload))
-    assert not upload.exists()
-    assert service.receive_upload(str(upload)).tobytes() == first.tobytes()
-
-
-def test_an_upload_identical_to_a_gallery_example_is_not_deleted(tiny_sources, cxr_image, tmp_path, monkeypatch):
-    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path))
-    service = CaptionService(["git-base"], tiny_random=True, public_files=[str(cxr_image)])
-    cached_copy = tmp_path / "abcd" / cxr_image.name  # where Gradio keeps the gallery's copy
-    cached_copy.parent.mkdir()
-    shutil.copy(cxr_image, cached_copy)
-    service.receive_upload(str(cached_copy))
-    assert cached_copy.exists()
-
-
-def test_finding_f1_reads_na_when_neither_caption_names_a_finding():
+def test_finding_f1_is_none_everywhere_when_neither_caption_names_a_finding():
     comparison = Comparison("Severe ARDS.", DecodeSettings())
     comparison.add(CaptionResult("blip-base", "a photo of a dog", 0.1))
-    html = render_cards(["blip-base"], comparison)
+    comparison.add(CaptionResult("git-base", "left pneumothorax", 0.1))
+    rows = {row["variant"]: row for row in comparison.rows()}
+    assert rows["blip-base"]["finding_f1"] is None and rows["git-base"]["finding_f1"] == 0.0
+    table = {row["variant"]: row for row in csv.DictReader(io.StringIO(comparison.to_csv()))}
+    assert table["blip-base"]["finding_f1"] == "" and float(table["git-base"]["finding_f1"]) == 0.0
+    slide = {title: detail for title, _, detail in comparison.slide_lines()}
+    assert slide["BLIP base"].endswith("Finding F1 n/a") and slide["GIT base"].endswith("Finding F1 0.00")
+    html = render_cards(["git-base", "blip-base"], comparison)
     assert "<td>Finding F1</td><td class=\"v\">n/a</td>" in html
+    assert "<td>Finding F1</td><td class=\"v\">0.000</td>" in html
     assert "no chest findings named in either caption" in html
+
+
+def test_cards_before_any_caption_job_say_what_to_do_not_working():
+    html = render_cards(list(VARIANT_IDS), None)
+    assert "Upload a chest X-ray" in html and "working" not in html

@@ -9,7 +9,7 @@ from __future__ import annotations
 from html import escape
 
 from ..captioner import UNTRAINED_NOTE
-from .comparison import SCORE_LABELS, Comparison, VariantOutcome
+from .comparison import SCORE_LABELS, Comparison, VariantOutcome, format_score
 from ..metrics import SENTENCE_BLEU_LABEL
 from ..variants import VARIANTS, Variant
 
@@ -17,7 +17,14 @@ CSS = """
 .cx-grid {display: grid; grid-template-columns: repeat(auto-fit, minmax(250px, 1fr)); gap: 12px;}
 .cx-card {border: 1px solid #d0d5dd; border-radius: 10px; padding: 12px 14px; background: var(--block-background-fill);}
 .cx-truth {border-color: #7a8699; border-width: 2px;}
+/* Gradio 6.31's theme draws weight 600 (its headings, these card titles) with
+   SourceSansPro-SemiBold.woff2, a subset holding "A" and "B" and no other letter: those two came
+   from it and the rest from a fallback font, so "BLIP" showed an odd, lighter "B". Gradio also
+   ships the complete Bold face; declared after the theme's, it draws every letter at 600. */
+@font-face {font-family: "Source Sans Pro"; font-weight: 600; font-style: normal;
+  src: url("static/fonts/SourceSansPro/SourceSansPro-Bold.woff2") format("woff2");}
 .cx-card h3 {margin: 0 0 6px 0; font-size: 1.1rem;}
+.cx-empty {padding: 14px; border: 1px dashed #b0b7c3; border-radius: 10px; opacity: 0.8;}
 .cx-caption {font-size: 1.05rem; line-height: 1.4; margin: 6px 0; overflow-wrap: anywhere;}
 .cx-meta {font-size: 0.85rem; opacity: 0.75;}
 .cx-badge {display: inline-block; font-size: 0.75rem; padding: 1px 7px; border-radius: 8px; margin-left: 6px;}
@@ -33,7 +40,18 @@ CSS = """
 .cx-missing {background: #fff0c2; color: #6b4e00;}
 .cx-extra {background: #fde2e1; color: #8a1c17;}
 .cx-note {font-size: 0.8rem; opacity: 0.75; margin-top: 6px;}
+/* Phones: the captions follow the preview, before the ground truth and the settings. The input
+   column's boxes join the row's own flow so that the cards' column can sit between them. */
+@media (max-width: 767px) {
+  #caption-row {flex-direction: column;}
+  #caption-inputs {display: contents;}
+  #caption-inputs > * {order: 4;}
+  #upload {order: 1;}
+  #preview {order: 2;}
+  #caption-outputs {order: 3;}
+}
 """
+EMPTY = "Upload a chest X-ray (PNG, JPEG or DICOM) or pick an example: its four captions appear here."
 
 
 def _chips(findings, css_class: str, title: str) -> str:
@@ -44,9 +62,7 @@ def _scores_table(outcome: VariantOutcome) -> str:
     if outcome.scores is None:
         return ""
     findings = outcome.findings
-    values = {key: f"{value:.3f}" for key, value in outcome.scores.items()}
-    if findings is not None and not (findings.agree or findings.missing or findings.extra):
-        values["finding_f1"] = "n/a"  # neither caption names a finding: nothing to agree on
+    values = {key: format_score(value) for key, value in outcome.scores.items()}
     rows = "".join(
         f'<tr><td>{label}</td><td class="v">{values[key]}</td></tr>' for key, label in SCORE_LABELS.items() if key in values
     )
@@ -101,11 +117,14 @@ def render_card(variant_id: str, outcome: VariantOutcome | None) -> str:
 
 
 def render_cards(variant_ids: list[str], comparison: Comparison | None) -> str:
-    """The grid of cards; variants without an outcome yet show as working."""
-    outcomes = comparison.outcomes if comparison else {}
+    """The grid of cards while a caption job runs or after it (variants not finished yet show as
+    working); without a comparison, one line saying what to do."""
+    if comparison is None:
+        return f'<div class="cx-empty">{EMPTY}</div>'
+    outcomes = comparison.outcomes
     cards = "".join(render_card(vid, outcomes.get(vid)) for vid in variant_ids)
     footer = ""
-    if comparison and comparison.ground_truth:
+    if comparison.ground_truth:
         cards = (
             '<div class="cx-card cx-truth" data-variant="ground-truth"><h3>Ground truth</h3>'
             f'<div class="cx-caption">{escape(comparison.ground_truth)}</div></div>'

@@ -22,6 +22,11 @@ MAX_GROUND_TRUTH_CHARS = 5_000  # a long figure caption is ~1,000; anything far 
 SCORE_LABELS = {key: "BLEU*" if key == "bleu" else METRIC_LABELS[key] for key in SENTENCE_KEYS}  # * = smoothed, footnoted
 
 
+def format_score(value: float | None, digits: int = 3) -> str:
+    """A live score as cards and slides show it: "n/a" for a finding F1 with no finding named."""
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
 def clean_ground_truth(text: str | None) -> tuple[str, str | None]:
     """Strip and bound a user's ground-truth caption; returns (text, notice or None)."""
     text = (text or "").strip()
@@ -37,7 +42,7 @@ def clean_ground_truth(text: str | None) -> tuple[str, str | None]:
 @dataclass
 class VariantOutcome:
     result: CaptionResult
-    scores: dict[str, float] | None = None  # None without a ground truth or a caption
+    scores: dict[str, float | None] | None = None  # None without a ground truth or a caption
     findings: FindingComparison | None = None
 
 
@@ -46,6 +51,7 @@ class Comparison:
     ground_truth: str
     settings: DecodeSettings
     outcomes: dict[str, VariantOutcome] = field(default_factory=dict)
+    ground_truth_notice: str | None = None  # e.g. that the ground truth was cut to MAX_GROUND_TRUTH_CHARS
 
     def add(self, result: CaptionResult) -> VariantOutcome:
         """Record a variant's caption and score it against the ground truth, if both exist."""
@@ -61,7 +67,9 @@ class Comparison:
         return sorted(self.outcomes.items(), key=lambda item: VARIANT_IDS.index(item[0]))
 
     def rows(self) -> list[dict]:
-        """One plain dict per variant: what API clients and the CSV get."""
+        """One plain dict per variant: what API clients and the CSV get (`finding_f1` None, an
+        empty CSV cell, when neither caption names a finding; `ground_truth_notice` says when the
+        ground truth was cut)."""
         rows = []
         for variant_id, outcome in self.ordered():
             result = outcome.result
@@ -75,6 +83,7 @@ class Comparison:
                     "untrained": result.untrained,
                     "int8": result.int8,
                     "ground_truth": self.ground_truth,
+                    "ground_truth_notice": self.ground_truth_notice,
                     "decoding": self.settings.describe(),
                     **{key: (outcome.scores or {}).get(key) for key in SENTENCE_KEYS},
                 }
@@ -87,6 +96,21 @@ class Comparison:
         writer.writeheader()
         writer.writerows(self.rows())
         return buffer.getvalue()
+
+    def slide_lines(self) -> list[tuple[str, str, str]]:
+        """The slide's text: (title, caption, scores) for the ground truth and each variant."""
+        lines = [("Ground truth", self.ground_truth or "(none given)", "")]
+        for _, outcome in self.ordered():
+            result = outcome.result
+            text = result.caption if result.caption is not None else result.error or "unavailable"
+            note = (" [untrained weights]" if result.untrained else "") + (" [int8]" if result.int8 else "")
+            scores = outcome.scores or {}
+            detail = "   ".join(
+                f"{SCORE_LABELS[k]} {format_score(scores[k], 2)}" for k in ("bleu", "rougeL", "meteor", "finding_f1")
+                if k in scores
+            )
+            lines.append((VARIANTS[result.variant_id].label + note, text, detail))
+        return lines
 
     def to_slide(self, image: Image.Image, credit: str = "") -> Image.Image:
         """The X-ray beside its ground truth and the four captions with scores: one slide."""
@@ -101,18 +125,8 @@ class Comparison:
         axes.axis("off")
         if credit:
             figure.text(0.02, 0.06, textwrap.fill(f"Image: {credit}", 70), fontsize=9, color="#444", va="top")
-        lines = [("Ground truth", self.ground_truth or "(none given)", "")]
-        for _, outcome in self.ordered():
-            result = outcome.result
-            text = result.caption if result.caption is not None else result.error or "unavailable"
-            note = (" [untrained weights]" if result.untrained else "") + (" [int8]" if result.int8 else "")
-            scores = outcome.scores or {}
-            detail = "   ".join(
-                f"{SCORE_LABELS[k]} {scores[k]:.2f}" for k in ("bleu", "rougeL", "meteor", "finding_f1") if k in scores
-            )
-            lines.append((VARIANTS[result.variant_id].label + note, text, detail))
         y = 0.93
-        for title, text, detail in lines:
+        for title, text, detail in self.slide_lines():
             figure.text(0.41, y, title, fontsize=15, weight="bold", va="top")
             body = textwrap.fill(text, 80, max_lines=4, placeholder=" ...")
             figure.text(0.41, y - 0.04, body, fontsize=13, va="top")

@@ -7,14 +7,10 @@ is plain Python, tested without a browser.
 from __future__ import annotations
 
 import functools
-import hashlib
 import logging
 import os
-import shutil
 import tempfile
 import threading
-import time
-from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -25,7 +21,7 @@ from ..captioner import (
     Captioner, DecodeSettings, VariantUnavailable, build_captioners, env_flag, pick_device,
     stream_captions, warm_up,
 )
-from . import zerogpu
+from . import scratch, zerogpu
 from .example_cache import ExampleCache, caption_examples, cached_then_live, image_digest
 from .comparison import Comparison, clean_ground_truth
 from ..images import ImageError, load_image
@@ -33,13 +29,7 @@ from ..wordnet import WordNetMissingError
 
 log = logging.getLogger(__name__)
 
-# Gradio stores identical uploads at one content-addressed path, which the first request
-# deletes; requests already queued with that path get the decoded pixels (never the file
-# or its DICOM header) from memory for a short while.
-RECENT_UPLOADS = 4
-RECENT_UPLOAD_SECONDS = 120
-# Exported slides show the X-ray: Gradio serves its own copy, ours go after this long.
-EXPORT_SECONDS = 600
+NO_IMAGE = "Upload a chest X-ray (PNG, JPEG or DICOM) or pick an example first."
 
 
 class UserError(ValueError):
@@ -64,9 +54,6 @@ class CaptionService:
 
     def __init__(self, variant_ids: list[str], *, tiny_random: bool = False, public_files: Iterable[str] = (),
                  example_cache: ExampleCache | None = None):
-        # Gradio caches files by content: an upload identical to a gallery example shares the
-        # gallery's cached copy, which must survive the request.
-        self._public_digests = {_digest(path) for path in public_files}
         self._example_files = list(public_files)
         self.int8_available = pick_device().type == "cpu"
         self.int8_default = self.int8_available and env_flag("CXRCAP_INT8", False)
@@ -80,9 +67,6 @@ class CaptionService:
         self.examples_cached = threading.Event()  # set once every example has its rows (or will not get them)
         # On ZeroGPU this runs in a process lent a GPU for the call (only picklable values cross over).
         self._caption_now = zerogpu.gpu(self._caption_now)
-        self.exports = Path(tempfile.mkdtemp(prefix="cxrcap-exports-"))
-        self._recent_uploads: OrderedDict[str, tuple[float, Image.Image]] = OrderedDict()
-        self._recent_lock = threading.Lock()
 
     @property
     def variant_ids(self) -> list[str]:
@@ -156,45 +140,39 @@ class CaptionService:
         finally:
             self.examples_cached.set()
 
-    def receive_upload(self, path: str | os.PathLike | None) -> Image.Image:
-        """Decode an uploaded file, then delete it: uploads (and DICOM headers) are not kept."""
-        if not path:
-            raise UserError("Upload a chest X-ray (PNG, JPEG or DICOM) or pick an example.")
-        if not _is_upload(path):
-            return self._decode(path)
-        key = str(Path(path).resolve())
-        with self._recent_lock:
-            now = time.monotonic()
-            for old_key in [k for k, (at, _) in self._recent_uploads.items() if now - at > RECENT_UPLOAD_SECONDS]:
-                del self._recent_uploads[old_key]
-            if key in self._recent_uploads and not Path(path).exists():
-                return self._recent_uploads[key][1]
-            try:
-                image = self._decode(path)
-            finally:
-                if _digest(path) not in self._public_digests:
-                    Path(path).unlink(missing_ok=True)
-            self._recent_uploads[key] = (now, image)
-            while len(self._recent_uploads) > RECENT_UPLOADS:
-                self._recent_uploads.popitem(last=False)
-            return image
-
     @staticmethod
-    def _decode(path) -> Image.Image:
+    def receive_upload(path: str | os.PathLike | None) -> Image.Image:
+        """Decode an uploaded file (or a gallery example's).
+
+        The file stays where Gradio put it: identical uploads share one copy, which requests
+        still in the queue may need. Gradio deletes it some minutes after its last upload
+        (`delete_cache`), and the app's scratch folder goes when the app stops (`scratch`).
+        """
+        if not path:
+            raise UserError(NO_IMAGE)
         try:
             return load_image(path)
         except ImageError as error:
-            raise UserError(str(error)) from None
+            raise UserError(_without_folders(str(error), path)) from None
+
+    @staticmethod
+    def check_ready(image: Image.Image | None, problem: str = "") -> None:
+        """Before a caption job: say why there is nothing to caption (a rejected upload's reason,
+        or no image yet) instead of starting one."""
+        if problem:
+            raise UserError(problem)
+        if image is None:
+            raise UserError(NO_IMAGE)
 
     def compare(
         self, image: Image.Image | None, ground_truth: str | None, num_beams=1, max_new_tokens=30, int8=None
     ) -> Iterator[tuple[Comparison, str | None]]:
-        """Yield the comparison (and any notice for the user) each time a variant finishes."""
-        if image is None:
-            raise UserError("Upload a chest X-ray (PNG, JPEG or DICOM) or pick an example first.")
+        """Yield the comparison each time a variant finishes (cached ones all at once, first), the
+        first time with a notice for the user or None (a ground truth too long to score whole)."""
+        self.check_ready(image)
         settings = decode_settings(num_beams, max_new_tokens)
         ground_truth, notice = clean_ground_truth(ground_truth)
-        comparison = Comparison(ground_truth, settings)
+        comparison = Comparison(ground_truth, settings, ground_truth_notice=notice)
         int8 = self.int8_default if int8 is None else bool(int8)
         captioners = self.captioners_for(int8)
         live = functools.partial(self._caption_now, int8=int8)
@@ -202,10 +180,10 @@ class CaptionService:
         try:
             for result in cached:  # one update with every cached card: a cached example shows at once
                 comparison.add(result)
-            yield comparison, notice
+            yield comparison, notice  # the notice once, not once per variant
             for result in rest:
                 comparison.add(result)
-                yield comparison, notice
+                yield comparison, None
         except WordNetMissingError as error:  # a broken install: say how to fix it
             raise UserError(str(error)) from None
 
@@ -223,32 +201,19 @@ class CaptionService:
         return comparison.rows()
 
     def export(self, image: Image.Image | None, comparison: Comparison | None, credit: str = "") -> list[str]:
-        """The current comparison as a slide (PNG, with the image's credit) and a table (CSV)."""
+        """The current comparison as a slide (PNG, with the image's credit) and a table (CSV),
+        written into the scratch folder, where Gradio serves them and deletes them with its cache."""
         if image is None or comparison is None or not comparison.outcomes:
             raise UserError("Caption an X-ray first; then its comparison can be downloaded.")
-        self._delete_old_exports()
-        folder = Path(tempfile.mkdtemp(prefix="comparison-", dir=self.exports))
+        root = scratch.folder()
+        root.mkdir(parents=True, exist_ok=True)
+        folder = Path(tempfile.mkdtemp(prefix="comparison-", dir=root))
         slide, table = folder / "cxrcap-comparison.png", folder / "cxrcap-comparison.csv"
         comparison.to_slide(image, credit).save(slide)
         table.write_text(comparison.to_csv(), encoding="utf-8")
         return [str(slide), str(table)]
 
-    def _delete_old_exports(self) -> None:
-        cutoff = time.time() - EXPORT_SECONDS
-        for folder in self.exports.glob("comparison-*"):
-            if folder.stat().st_mtime < cutoff:
-                shutil.rmtree(folder, ignore_errors=True)
 
-
-def _digest(path) -> str | None:
-    try:
-        with open(path, "rb") as file:
-            return hashlib.file_digest(file, "sha256").hexdigest()
-    except OSError:
-        return None
-
-
-def _is_upload(path) -> bool:
-    """Only files in Gradio's upload cache are deleted, never a user's or an example's."""
-    upload_root = Path(os.environ.get("GRADIO_TEMP_DIR", Path(tempfile.gettempdir()) / "gradio")).resolve()
-    return upload_root in Path(path).resolve().parents
+def _without_folders(message: str, path: str | os.PathLike) -> str:
+    """A message for the user names an upload by its file name only, never by the server's folder."""
+    return message.replace(os.fspath(path), Path(path).name)
