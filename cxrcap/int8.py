@@ -76,7 +76,8 @@ def markdown(rows: list[Int8Row], about: str, untrained: bool) -> str:
     ]
     for row in rows:
         speed = f"{row.fp32_seconds / row.int8_seconds:.2f}x" if row.fp32_seconds and row.int8_seconds else "n/a"
-        cells = [f"{d:+.3f} [{lo:+.3f}, {hi:+.3f}]" for d, lo, hi in (row.differences[k] for k in keys)]
+        cells = ["n/a" if d is None else f"{d:+.3f} [{lo:+.3f}, {hi:+.3f}]"  # finding F1 with no finding named
+                 for d, lo, hi in (row.differences[k] for k in keys)]
         lines.append(f"| {row.label} | {row.n_images} | {row.token_agreement:.1%} | {row.exact_agreement:.1%} | "
                      f"{speed} | " + " | ".join(cells) + " |")
     lines += ["", "In brackets: paired bootstrap interval over images (the same images drawn for both). "

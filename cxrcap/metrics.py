@@ -155,16 +155,20 @@ def bootstrap_ci(
     stats = _checked_corpus_stats(predictions, references)
     resamples = np.random.default_rng(seed).integers(0, stats.size, size=(n_resamples, stats.size))
     tail = (1 - confidence) / 2 * 100
-    intervals = {}
-    for key, values in stats.aggregate(resamples).items():
-        values = values[~np.isnan(values)]
-        bounds = (np.percentile(values, tail), np.percentile(values, 100 - tail)) if values.size else (None, None)
-        intervals[key] = tuple(_number_or_none(bound) for bound in bounds)
-    return intervals
+    return {key: _interval(values, tail) for key, values in stats.aggregate(resamples).items()}
+
+
+def _interval(values: np.ndarray, tail: float) -> tuple[float | None, float | None]:
+    """Percentile interval of resampled values; NaN ones (finding F1 of resamples that name no
+    finding) are left out, and with none left there is no interval."""
+    values = values[~np.isnan(values)]
+    if not values.size:
+        return None, None
+    return float(np.percentile(values, tail)), float(np.percentile(values, 100 - tail))
 
 
 def _number_or_none(value) -> float | None:
-    return None if value is None or np.isnan(value) else float(value)
+    return None if np.isnan(value) else float(value)
 
 
 def bootstrap_difference(
@@ -175,10 +179,10 @@ def bootstrap_difference(
     n_resamples: int = 1000,
     seed: int = 0,
     confidence: float = 0.95,
-) -> dict[str, tuple[float, float, float]]:
+) -> dict[str, tuple[float | None, float | None, float | None]]:
     """Every corpus metric of `other` minus that of `baseline` (captions of the same images), with
     a paired percentile bootstrap interval: each resample draws the same images for both.
-    Returns {key: (difference, low, high)}."""
+    Returns {key: (difference, low, high)}; finding F1's are None where either side has none."""
     if n_resamples < 1 or not 0 < confidence < 1:
         raise MetricInputError("bootstrap needs n_resamples >= 1 and 0 < confidence < 1")
     first, second = _checked_corpus_stats(baseline, references), _checked_corpus_stats(other, references)
@@ -187,10 +191,7 @@ def bootstrap_difference(
     whole = _difference(first, second, everything)
     resampled = _difference(first, second, resamples)
     tail = (1 - confidence) / 2 * 100
-    return {
-        key: (float(whole[key][0]), float(np.percentile(values, tail)), float(np.percentile(values, 100 - tail)))
-        for key, values in resampled.items()
-    }
+    return {key: (_number_or_none(whole[key][0]), *_interval(values, tail)) for key, values in resampled.items()}
 
 
 def _difference(first: "_CorpusStats", second: "_CorpusStats", resamples: np.ndarray) -> dict[str, np.ndarray]:
