@@ -49,3 +49,20 @@ def test_eight_concurrent_clients_five_requests_each(app_url, cxr_image):
     assert len(latencies) == 40
     p50, p95 = statistics.median(latencies), latencies[int(0.95 * len(latencies)) - 1]
     print(f"\nload: 8 clients x 5 requests, tiny models: p50 {p50:.2f} s, p95 {p95:.2f} s")
+
+
+def test_the_same_file_from_two_clients_with_five_others_queued_between(app_url, cxr_examples_dir):
+    # Gradio keeps one copy of identical uploads; the first request must not take it from the last.
+    images = sorted((cxr_examples_dir / "images").glob("*.jpg"))
+    order = [images[0], *images[1:6], images[0]]
+    clients = [Client(app_url, verbose=False) for _ in order]
+    jobs = [client.submit(handle_file(str(path)), "", 1, 5, api_name="/caption") for client, path in zip(clients, order)]
+    for job in jobs:
+        rows = job.result(timeout=120)
+        assert len(rows) == 4 and all(row["caption"] for row in rows)
+
+
+def test_api_says_when_it_cut_a_long_ground_truth(client, cxr_image):
+    rows = client.predict(handle_file(str(cxr_image)), "chest " * 200_000, 1, 5, api_name="/caption")  # 1.2 MB
+    assert all("only the first" in row["ground_truth_notice"] for row in rows)
+    assert client.predict(handle_file(str(cxr_image)), "chest", 1, 5, api_name="/caption")[0]["ground_truth_notice"] is None
