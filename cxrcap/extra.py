@@ -35,7 +35,6 @@ from PIL import Image
 from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
 from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
 
-from . import tiny_vlm
 from .captioner import (
     _LOADING,
     Captioner,
@@ -204,6 +203,8 @@ class ExtraCaptioner(Captioner):
     @classmethod
     def named(cls, model: str, *, prompt: str | None = None, tiny_random: bool = False) -> ExtraCaptioner:
         """The extra slot for `--extra-model` / `CXRCAP_EXTRA_MODEL`: a hub id, a folder, or `tiny...`."""
+        from . import tiny_vlm  # only when asked: it imports every tiny family's classes
+
         architecture = tiny_vlm.architecture_of(model)
         if architecture is None:
             return cls(model, prompt=prompt)
@@ -237,9 +238,11 @@ class ExtraCaptioner(Captioner):
             if before is not None:
                 before()
             _lower_this_threads_priority()
+            torch.set_num_threads(1)  # this thread's torch work (the warm-up) leaves the cores to captions
             try:
                 self.load()
-                self.caption([Image.new("RGB", (64, 64))], DecodeSettings(max_new_tokens=2))  # warm
+                with torch.inference_mode():  # two tokens: first-call costs paid, the cores soon free
+                    self.model.generate(**self._inputs([Image.new("RGB", (64, 64))]), max_new_tokens=2, do_sample=False)
             except VariantUnavailable as error:
                 log.warning("%s", error)
 
