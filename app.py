@@ -24,7 +24,7 @@ import cxrcap.app.zerogpu  # noqa: F401, E402  first: ZeroGPU's `spaces` must be
 import gradio as gr  # noqa: E402
 
 from cxrcap.app.about import NOTICE, about_markdown  # noqa: E402
-from cxrcap.captioner import quiet_library_logs  # noqa: E402
+from cxrcap.captioner import MAX_PROMPT_CHARS, quiet_library_logs  # noqa: E402
 from cxrcap.app.cards import CSS, render_cards  # noqa: E402
 from cxrcap.app.comparison import Comparison  # noqa: E402
 from cxrcap.app.examples import Example, examples_folder, load_examples  # noqa: E402
@@ -33,7 +33,7 @@ from cxrcap.images import DICOM_SUFFIXES, ImageError  # noqa: E402
 from cxrcap.report import OUTPUT_FILES  # noqa: E402
 from cxrcap.reproduce import use_checkpoints_in  # noqa: E402
 from cxrcap.app.service import CaptionService, UserError  # noqa: E402
-from cxrcap.variants import VARIANT_IDS, parse_variant_ids  # noqa: E402
+from cxrcap.variants import EXTRA_ID, VARIANT_IDS, VARIANTS, parse_variant_ids  # noqa: E402
 from finetune.recipe import Recipe  # noqa: E402
 
 MAX_UPLOAD = "25mb"  # below cxrcap.images' own limit (for the CLI and reports): a Space's uploads stop at the door
@@ -50,6 +50,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--host", default=None, help="address (default: $GRADIO_SERVER_NAME or 127.0.0.1)")
     parser.add_argument("--tiny-random", action="store_true", help="tiny untrained models built locally (no download)")
     parser.add_argument("--variants", default=None, help=f"comma-separated subset of {', '.join(VARIANT_IDS)}")
+    parser.add_argument("--extra-model", default=VARIANTS[EXTRA_ID].source or None, metavar="ID_OR_FOLDER",
+                        help="a fifth, vision-language model (not part of the study): hub id or folder "
+                        "(default: $CXRCAP_EXTRA_MODEL; `tiny` with --tiny-random)")
+    parser.add_argument("--extra-prompt", default=None, help="the fifth model's default prompt (editable in the app)")
     parser.add_argument("--results", type=Path, default=Path(os.environ.get("CXRCAP_RESULTS", "results")),
                         help="folder written by `python -m cxrcap report` or `reproduce` (default results/); "
                              "the fine-tuned variants load from its checkpoints/ when it has them")
@@ -111,19 +115,19 @@ def build_demo(service: CaptionService, examples: list[Example], results_dir: Pa
             return new_image(None, ground_truth, str(error))
 
     @shows_user_errors
-    def on_example(num_beams, max_new_tokens, int8, event: gr.SelectData):
+    def on_example(num_beams, max_new_tokens, int8, prompt, event: gr.SelectData):
         # One event shows the example and its captions (no second round trip): a cached example
         # answers at once. The preview shows the file itself: nothing to re-encode.
         example = examples[event.index]
         image = service.receive_upload(example.path)
         shown = (example.path, image, example.caption, f"Example credit: {example.credit}", example.credit, True,
                  None, "")  # no export of the previous image, no rejected upload
-        for captions in on_caption(image, example.caption, num_beams, max_new_tokens, int8):
+        for captions in on_caption(image, example.caption, num_beams, max_new_tokens, int8, prompt):
             yield *shown, *captions
 
     @shows_user_errors
-    def on_caption(image, ground_truth, num_beams, max_new_tokens, int8):
-        for comparison, notice in service.compare(image, ground_truth, num_beams, max_new_tokens, int8):
+    def on_caption(image, ground_truth, num_beams, max_new_tokens, int8, prompt):
+        for comparison, notice in service.compare(image, ground_truth, num_beams, max_new_tokens, int8, prompt):
             if notice:
                 gr.Warning(notice)
             yield show(comparison), comparison.rows(), comparison
@@ -152,6 +156,8 @@ def build_demo(service: CaptionService, examples: list[Example], results_dir: Pa
                         max_new_tokens = gr.Slider(5, 100, value=30, step=1, label="Longest caption (tokens)")
                         int8 = gr.Checkbox(service.int8_default, label="Fast (int8) captions", visible=service.int8_available,
                                            info="int8 weights: faster on a CPU; captions may differ from full precision")
+                        prompt = gr.Textbox(service.extra_prompt or "", label="Prompt of the extra model (not in the study)",
+                                            visible=service.extra_prompt is not None, lines=2, max_length=MAX_PROMPT_CHARS)
                     with gr.Row():
                         run = gr.Button("Caption", variant="primary")
                         export = gr.Button("Download this comparison")
@@ -173,7 +179,7 @@ def build_demo(service: CaptionService, examples: list[Example], results_dir: Pa
         with gr.Tab("About"):
             gr.Markdown(about_markdown(asdict(Recipe())))
 
-        caption_inputs = [image_state, ground_truth, num_beams, max_new_tokens, int8]
+        caption_inputs = [image_state, ground_truth, num_beams, max_new_tokens, int8, prompt]
         caption_outputs = [cards, raw, comparison_state]
         # An upload, accepted or not, replaces everything shown for the previous image; a rejection
         # is then said by a step with no outputs, so that no box wears an "Error" badge for it.
@@ -186,7 +192,7 @@ def build_demo(service: CaptionService, examples: list[Example], results_dir: Pa
         run.click(check_ready, [image_state], None, api_visibility="private").success(
             on_caption, caption_inputs, caption_outputs, api_visibility="private")
         if gallery is not None:
-            gallery.select(on_example, [num_beams, max_new_tokens, int8],
+            gallery.select(on_example, [num_beams, max_new_tokens, int8, prompt],
                            [*image_outputs, exported, problem_state, *caption_outputs], api_visibility="private")
         export.click(shows_user_errors(service.export), [image_state, comparison_state, credit_state], [exported], api_visibility="private")
         # The API for gradio_client: one file in, one row per variant out (no browser state):
@@ -204,7 +210,8 @@ def main() -> None:
     examples = load_examples()
     use_checkpoints_in(args.results)  # a `reproduce` folder: its fine-tuned checkpoints, unless a variable says otherwise
     service = CaptionService(parse_variant_ids(args.variants), tiny_random=args.tiny_random,
-                             public_files=[example.path for example in examples])
+                             public_files=[example.path for example in examples],
+                             extra_model=args.extra_model, extra_prompt=args.extra_prompt)
     service.start()
     demo = build_demo(service, examples, args.results)
     demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=1)  # 2 vCPU: one caption job at a time

@@ -23,9 +23,13 @@ NOTICE = (
 )
 
 
+def _source(default_source: str) -> str:
+    return f"`{default_source}`" if default_source else "none: off unless the variable names a model"
+
+
 def about_markdown(recipe: Mapping[str, object]) -> str:
     models = "\n".join(
-        f"| {v.label} | `{v.id}` | {v.family.upper()} | `{v.default_source}` | `{v.env_var}` |" for v in VARIANTS.values()
+        f"| {v.label} | `{v.id}` | {v.family.upper()} | {_source(v.default_source)} | `{v.env_var}` |" for v in VARIANTS.values()
     )
     recipe_rows = "\n".join(f"| `{name}` | `{value}` |" for name, value in recipe.items())
     metric_rows = "\n".join(f"| `{key}` | {text} |" for key, text in METRIC_IMPLEMENTATIONS.items())
@@ -38,7 +42,8 @@ def about_markdown(recipe: Mapping[str, object]) -> str:
     )
     return f"""\
 ## Models
-Four variants: two captioning models, each as released (base) and fine-tuned on chest X-rays.
+Four variants: two captioning models, each as released (base) and fine-tuned on chest X-rays; and an
+optional fifth, any vision-language model the owner names (not part of the study; README).
 
 | Variant | Id | Family | Default source | Override with |
 |---|---|---|---|---|

@@ -40,6 +40,8 @@ CSS = """
 .cx-missing {background: #fff0c2; color: #6b4e00;}
 .cx-extra {background: #fde2e1; color: #8a1c17;}
 .cx-note {font-size: 0.8rem; opacity: 0.75; margin-top: 6px;}
+.cx-full summary {cursor: pointer; font-size: 0.85rem; margin-top: 4px;}
+.cx-full-text {font-size: 0.9rem; line-height: 1.35; margin-top: 4px; overflow-wrap: anywhere; white-space: pre-wrap;}
 /* Phones: the captions follow the preview, before the ground truth and the settings. The input
    column's boxes join the row's own flow so that the cards' column can sit between them. */
 @media (max-width: 767px) {
@@ -101,18 +103,21 @@ def render_card(variant_id: str, outcome: VariantOutcome | None) -> str:
     badge = '<span class="cx-badge cx-untrained">untrained</span>' if result.untrained else ""
     badge += '<span class="cx-badge cx-int8" title="int8 weights: faster on a CPU; may differ from full precision">int8</span>' \
         if result.int8 else ""
+    notes = "".join(f'<div class="cx-note">{escape(line)}</div>' for line in result.notes)
     if result.caption is None:
-        body = unavailable_note(VARIANTS[variant_id]) if result.unavailable else \
+        # The extra slot (it has notes) says its own reason and fix: which model, gated, remote code...
+        body = unavailable_note(VARIANTS[variant_id]) if result.unavailable and not result.notes else \
             f'<div class="cx-meta">{escape(result.error or "")}</div>'
-        return (
-            f'<div class="cx-card" data-variant="{variant_id}"><h3>{label}'
-            f'<span class="cx-badge cx-unavailable">unavailable</span>{badge}</h3>{body}</div>'
-        )
+        state = '<span class="cx-badge cx-waiting">loading</span>' if result.loading else \
+            '<span class="cx-badge cx-unavailable">unavailable</span>'
+        return f'<div class="cx-card" data-variant="{variant_id}"><h3>{label}{state}{badge}</h3>{body}{notes}</div>'
     note = f'<div class="cx-note">{escape(UNTRAINED_NOTE)}</div>' if result.untrained else ""
+    full = (f'<details class="cx-full"><summary>Full answer (the caption is its first words)</summary>'
+            f'<div class="cx-full-text">{escape(result.full_text)}</div></details>') if result.full_text else ""
     return (
         f'<div class="cx-card" data-variant="{variant_id}"><h3>{label}{badge}</h3>'
-        f'<div class="cx-caption">{escape(result.caption) or "<em>(empty caption)</em>"}</div>'
-        f'<div class="cx-meta">{result.seconds:.2f} s</div>{_scores_table(outcome)}{note}</div>'
+        f'<div class="cx-caption">{escape(result.caption) or "<em>(empty caption)</em>"}</div>{full}'
+        f'<div class="cx-meta">{result.seconds:.2f} s</div>{_scores_table(outcome)}{notes}{note}</div>'
     )
 
 

@@ -16,7 +16,7 @@ from PIL import Image
 from ..captioner import CaptionResult, DecodeSettings
 from ..findings import FindingComparison, compare_findings
 from ..metrics import METRIC_LABELS, SENTENCE_KEYS, score
-from ..variants import VARIANT_IDS, VARIANTS
+from ..variants import VARIANTS
 
 MAX_GROUND_TRUTH_CHARS = 5_000  # a long figure caption is ~1,000; anything far beyond is not a caption
 SCORE_LABELS = {key: "BLEU*" if key == "bleu" else METRIC_LABELS[key] for key in SENTENCE_KEYS}  # * = smoothed, footnoted
@@ -64,7 +64,7 @@ class Comparison:
 
     def ordered(self) -> list[tuple[str, VariantOutcome]]:
         """Outcomes in the registry's order, whatever order the variants finished in."""
-        return sorted(self.outcomes.items(), key=lambda item: VARIANT_IDS.index(item[0]))
+        return sorted(self.outcomes.items(), key=lambda item: list(VARIANTS).index(item[0]))
 
     def rows(self) -> list[dict]:
         """One plain dict per variant: what API clients and the CSV get (`finding_f1` None, an
@@ -86,6 +86,8 @@ class Comparison:
                     "ground_truth_notice": self.ground_truth_notice,
                     "decoding": self.settings.describe(),
                     **{key: (outcome.scores or {}).get(key) for key in SENTENCE_KEYS},
+                    "notes": "; ".join(result.notes),  # the extra slot: model, licence, prompt
+                    "full_text": result.full_text,  # the whole answer, when the caption was cut from it
                 }
             )
         return rows

@@ -103,7 +103,7 @@ def _key(digest: str, captioner: Captioner, settings: DecodeSettings) -> str | N
         fingerprint = captioner.fingerprint
     except VariantUnavailable:
         return None
-    what = f"{FORMAT}\n{digest}\n{fingerprint}\n{settings.num_beams}\n{settings.max_new_tokens}"
+    what = f"{FORMAT}\n{digest}\n{fingerprint}\n{settings.num_beams}\n{settings.max_new_tokens}\n{settings.prompt}"
     return hashlib.sha256(what.encode()).hexdigest()
 
 

@@ -36,9 +36,9 @@ class UserError(ValueError):
     """Something the user can fix; the message is shown as it is."""
 
 
-def decode_settings(num_beams, max_new_tokens) -> DecodeSettings:
+def decode_settings(num_beams, max_new_tokens, prompt=None) -> DecodeSettings:
     try:
-        return DecodeSettings(num_beams=int(num_beams), max_new_tokens=int(max_new_tokens))
+        return DecodeSettings(num_beams=int(num_beams), max_new_tokens=int(max_new_tokens), prompt=prompt or None)
     except (TypeError, ValueError) as error:
         raise UserError(f"Decoding settings: {error}") from None
 
@@ -50,10 +50,14 @@ class CaptionService:
     for the other kind (those captioners load on first use). The examples' captions are cached
     (`example_cache`): after the warm-up, in the background (a person's request goes first), or,
     on ZeroGPU, when first asked for.
+
+    The extra slot (`extra_model`, see `cxrcap.extra`) loads in the background after the study's
+    four are warm; until it is ready its card says so, and no request waits for it.
     """
 
     def __init__(self, variant_ids: list[str], *, tiny_random: bool = False, public_files: Iterable[str] = (),
-                 example_cache: ExampleCache | None = None):
+                 example_cache: ExampleCache | None = None, extra_model: str | None = None,
+                 extra_prompt: str | None = None):
         self._example_files = list(public_files)
         self.int8_available = pick_device().type == "cpu"
         self.int8_default = self.int8_available and env_flag("CXRCAP_INT8", False)
@@ -61,6 +65,9 @@ class CaptionService:
         self._captioner_sets = {self.int8_default: build_captioners(variant_ids, tiny_random=tiny_random,
                                                                     quantize_int8=self.int8_default)}
         self._sets_lock = threading.Lock()
+        # One extra captioner (never int8) beside every set of the four: {} or {"extra": ...}.
+        self._extra = build_captioners([], tiny_random=tiny_random, extra_model=extra_model, extra_prompt=extra_prompt)
+        self._warm = threading.Event()  # the four are loaded and warm: the extra slot may load
         self.tiny_random = tiny_random
         self.example_cache = example_cache if example_cache is not None else ExampleCache.on_disk()
         self._example_digests: set[str] = set()
@@ -70,26 +77,35 @@ class CaptionService:
 
     @property
     def variant_ids(self) -> list[str]:
-        return list(self._variant_ids)
+        return [*self._variant_ids, *self._extra]
+
+    @property
+    def extra_prompt(self) -> str | None:
+        """The extra slot's default prompt (None without an extra model)."""
+        return next((extra.prompt for extra in self._extra.values()), None)
 
     @property
     def captioners(self) -> dict[str, Captioner]:
-        """The captioners of the default kind (fp32, or int8 where that is the default)."""
+        """The study's captioners of the default kind (fp32, or int8 where that is the default)."""
         return self._captioner_sets[self.int8_default]
 
     def captioners_for(self, int8: bool) -> dict[str, Captioner]:
+        """Every captioner a request uses: the study's of the asked kind, then the extra slot."""
         if int8 and not self.int8_available:
             raise UserError("Fast (int8) captions run on a CPU only; this app runs on a GPU.")
         with self._sets_lock:
             if int8 not in self._captioner_sets:
                 self._captioner_sets[int8] = build_captioners(self._variant_ids, tiny_random=self.tiny_random,
                                                               quantize_int8=int8)
-            return self._captioner_sets[int8]
+            return {**self._captioner_sets[int8], **self._extra}
 
     def start(self) -> threading.Thread:
-        """Load WordNet, then load and warm every variant, in the background, so the page is up at once."""
+        """Load WordNet, then load and warm every variant, in the background, so the page is up at once;
+        the extra slot loads on a thread of its own once the four are warm."""
         thread = threading.Thread(target=self._load_all, name="cxrcap-load", daemon=True)
         thread.start()
+        for extra in self._extra.values():
+            extra.load_in_background(before=self._warm.wait)
         return thread
 
     def _load_all(self) -> None:
@@ -105,12 +121,15 @@ class CaptionService:
 
         matplotlib.use("agg")
 
-        if zerogpu.ON_ZERO_GPU:  # load (onto "cuda", as ZeroGPU wants) but caption nothing without a GPU
-            self._load_only()
-        else:
-            for result in warm_up(self.captioners):
-                if result.error:
-                    log.warning("%s", result.error)
+        try:
+            if zerogpu.ON_ZERO_GPU:  # load (onto "cuda", as ZeroGPU wants) but caption nothing without a GPU
+                self._load_only()
+            else:
+                for result in warm_up(self.captioners):
+                    if result.error:
+                        log.warning("%s", result.error)
+        finally:
+            self._warm.set()
         self._cache_examples()
 
     def _load_only(self) -> None:
@@ -165,12 +184,14 @@ class CaptionService:
             raise UserError(NO_IMAGE)
 
     def compare(
-        self, image: Image.Image | None, ground_truth: str | None, num_beams=1, max_new_tokens=30, int8=None
+        self, image: Image.Image | None, ground_truth: str | None, num_beams=1, max_new_tokens=30, int8=None,
+        prompt=None,
     ) -> Iterator[tuple[Comparison, str | None]]:
         """Yield the comparison each time a variant finishes (cached ones all at once, first), the
-        first time with a notice for the user or None (a ground truth too long to score whole)."""
+        first time with a notice for the user or None (a ground truth too long to score whole).
+        `prompt`: what the extra slot's model is asked (None or empty: its default)."""
         self.check_ready(image)
-        settings = decode_settings(num_beams, max_new_tokens)
+        settings = decode_settings(num_beams, max_new_tokens, prompt)
         ground_truth, notice = clean_ground_truth(ground_truth)
         comparison = Comparison(ground_truth, settings, ground_truth_notice=notice)
         int8 = self.int8_default if int8 is None else bool(int8)
