@@ -241,10 +241,14 @@ class ExtraCaptioner(Captioner):
             torch.set_num_threads(1)  # this thread's torch work (the warm-up) leaves the cores to captions
             try:
                 self.load()
+            except VariantUnavailable as error:  # its card says so, with the fix
+                log.warning("%s", error)
+                return
+            try:
                 with torch.inference_mode():  # two tokens: first-call costs paid, the cores soon free
                     self.model.generate(**self._inputs([Image.new("RGB", (64, 64))]), max_new_tokens=2, do_sample=False)
-            except VariantUnavailable as error:
-                log.warning("%s", error)
+            except Exception:  # a caption will fail too, and its card will say why
+                log.exception("%s: the warm-up caption failed", self.name)
 
         self._loader = threading.Thread(target=run, name="cxrcap-extra-load", daemon=True)
         self._loader.start()
