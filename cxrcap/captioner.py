@@ -359,6 +359,9 @@ class CaptionResult:
     notes: tuple[str, ...] = ()  # `Captioner.notes`: the extra slot's model, licence, prompt
     loading: bool = False  # still loading in the background: ask again later
 
+    def __post_init__(self):  # notes read back from JSON (the app's example cache) come as a list
+        object.__setattr__(self, "notes", tuple(self.notes))
+
 
 def stream_captions(
     captioners: dict[str, Captioner],
