@@ -2,7 +2,6 @@
 without a browser, and in a real browser against `python app.py --tiny-random --extra-model tiny`."""
 
 import os
-import threading
 
 import pytest
 from playwright.sync_api import expect
