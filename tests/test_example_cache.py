@@ -165,3 +165,18 @@ def test_fast_int8_captions_are_marked_and_cached_apart(cxr_image, tmp_path):
     assert all(o.result.int8 and o.result.caption is not None for o in comparison.outcomes.values())
     assert render_cards(service.variant_ids, comparison).count(">int8</span>") == 4
     assert all(row["int8"] for row in comparison.rows())
+
+
+def test_on_a_gpu_the_examples_go_in_one_batch_per_variant_with_the_same_captions(captioners, cxr_examples_dir, monkeypatch):
+    images = {str(i): load_image(p) for i, p in enumerate(sorted((cxr_examples_dir / "images").glob("*.jpg"))[:3])}
+    one_by_one, batched = ExampleCache(), ExampleCache()
+    caption_examples(one_by_one, images, captioners, SETTINGS, batched=False)
+    calls = []
+    for captioner in captioners.values():
+        real = captioner.caption
+        monkeypatch.setattr(captioner, "caption", lambda images, settings, real=real: calls.append(len(images)) or real(images, settings))
+    assert caption_examples(batched, images, captioners, SETTINGS, batched=True) == 3 * len(VARIANT_IDS)
+    assert calls == [3] * len(VARIANT_IDS)
+    for digest in images:
+        expected = {vid: r.caption for vid, r in one_by_one.lookup(digest, captioners, SETTINGS).items()}
+        assert {vid: r.caption for vid, r in batched.lookup(digest, captioners, SETTINGS).items()} == expected

@@ -104,8 +104,8 @@ def deploy_markdown() -> str:
     base = ", ".join(f"`{v.env_var}`" for v in VARIANTS.values() if not v.fine_tuned)
     return f"""\
 ## Running your own copy (a Hugging Face Space)
-**Hardware.** *CPU basic* (free): four captions take seconds; "Fast (int8) captions" takes a
-third or so off, with captions that may differ from fp32 ones. *ZeroGPU*: a GPU is lent for
+**Hardware.** *CPU basic* (free): four captions take several seconds; "Fast (int8) captions" are
+faster, and may differ from full-precision ones. *ZeroGPU*: a GPU is lent for
 each request (examples are captioned on first use). *A dedicated GPU*: fast for everyone. On a
 CPU or a dedicated GPU the examples are captioned in the background after start-up (a visitor's
 request always goes first), so a click on one answers at once.

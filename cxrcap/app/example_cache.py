@@ -21,6 +21,7 @@ import logging
 import os
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Container, Iterator, Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -108,10 +109,23 @@ def _key(digest: str, captioner: Captioner, settings: DecodeSettings) -> str | N
 
 
 def caption_examples(cache: ExampleCache, images: Mapping[str, Image.Image], captioners: Mapping[str, Captioner],
-                     settings: DecodeSettings) -> int:
-    """Caption every image (by digest) with every variant whose row is missing, as background work
-    (`stream_captions(background=True)`: any person's caption goes first); returns rows added."""
+                     settings: DecodeSettings, *, batched: bool | None = None) -> int:
+    """Caption every image (by digest) with every variant whose row is missing; returns rows added.
+
+    On a CPU (default): image by image as background work (`stream_captions(background=True)`:
+    any person's caption goes first). On a GPU (`batched`, default when no captioner is on a CPU),
+    which one image leaves mostly idle: every missing image in one batch per variant.
+    """
+    if batched is None:
+        batched = all(captioner.device.type != "cpu" for captioner in captioners.values())
     added = 0
+    if batched:
+        for variant_id, captioner in captioners.items():
+            missing = {d: image for d, image in images.items() if not cache.lookup(d, {variant_id: captioner}, settings)}
+            for digest, result in zip(missing, _caption_batch(variant_id, captioner, list(missing.values()), settings)):
+                cache.store(digest, captioner, settings, result)
+                added += result.caption is not None
+        return added
     for digest, image in images.items():
         cached = cache.lookup(digest, captioners, settings)
         missing = {vid: captioner for vid, captioner in captioners.items() if vid not in cached}
@@ -119,6 +133,22 @@ def caption_examples(cache: ExampleCache, images: Mapping[str, Image.Image], cap
             cache.store(digest, captioners[result.variant_id], settings, result)
             added += result.caption is not None
     return added
+
+
+def _caption_batch(variant_id: str, captioner: Captioner, images: list[Image.Image],
+                   settings: DecodeSettings) -> list[CaptionResult]:
+    """One generate() for all images; the time per image is the batch's share. Failures cache nothing."""
+    if not images:
+        return []
+    start = time.perf_counter()
+    try:
+        captions = captioner.caption(images, settings)
+    except Exception as error:  # the examples are a convenience: the app works without their rows
+        log.warning("%s: examples not captioned in a batch (%s)", variant_id, error)
+        return []
+    seconds = (time.perf_counter() - start) / len(images)
+    return [CaptionResult(variant_id, caption, seconds, untrained=captioner.untrained, int8=captioner.quantize_int8)
+            for caption in captions]
 
 
 def cached_then_live(
