@@ -159,6 +159,7 @@ class Captioner:
         self._lock = threading.Lock()
         self._loaded: tuple[object, PreTrainedModel] | None = None
         self._error: VariantUnavailable | None = None
+        self._fingerprint = ""
 
     def __repr__(self) -> str:
         return f"Captioner({self.variant.id!r}, source={self.source!r})"
@@ -190,6 +191,7 @@ class Captioner:
                 raise
             if self.quantize_int8:
                 to_dynamic_int8(model)
+            self._fingerprint = self._fingerprint_of_loaded(model)
             self._loaded = processor, model
 
     def _load(self) -> tuple[object, PreTrainedModel]:
@@ -224,15 +226,19 @@ class Captioner:
     @property
     def fingerprint(self) -> str:
         """Says which weights answer, as loaded: the source, the hub revision or the folder's files
-        (names, sizes, modification times), and int8 or not. A changed source, a re-written
-        checkpoint folder or a new hub revision gives a new fingerprint (caches key on it)."""
+        (names, sizes, modification times) when they were loaded, and int8 or not. A changed
+        source, a re-written checkpoint folder or a new hub revision gives a new fingerprint
+        (caches key on it)."""
         self.load()
+        return self._fingerprint
+
+    def _fingerprint_of_loaded(self, model: PreTrainedModel) -> str:
         if _is_local(self.source):
             folder = Path(self.source).expanduser()
             files = sorted(path for path in folder.rglob("*") if path.is_file())
             revision = "\n".join(f"{path.relative_to(folder)} {path.stat().st_size} {path.stat().st_mtime_ns}" for path in files)
         else:
-            revision = str(getattr(self.model.config, "_commit_hash", None))
+            revision = str(getattr(model.config, "_commit_hash", None))
         what = f"{self.variant.id}\n{self.source}\n{revision}\nint8={self.quantize_int8}\n{self.dtype}"
         return hashlib.sha256(what.encode()).hexdigest()[:16]
 
