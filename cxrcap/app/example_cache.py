@@ -104,7 +104,7 @@ def _key(digest: str, captioner: Captioner, settings: DecodeSettings) -> str | N
         fingerprint = captioner.fingerprint
     except VariantUnavailable:
         return None
-    what = f"{FORMAT}\n{digest}\n{fingerprint}\n{settings.num_beams}\n{settings.max_new_tokens}\n{settings.prompt}"
+    what = f"{FORMAT}\n{digest}\n{fingerprint}\n{settings!r}"  # every decoding setting, the prompt too
     return hashlib.sha256(what.encode()).hexdigest()
 
 
