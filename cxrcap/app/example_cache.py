@@ -80,7 +80,9 @@ class ExampleCache:
         if self.folder is None:
             return None
         try:
-            result = CaptionResult(**json.loads((self.folder / f"{key}.json").read_text(encoding="utf-8")))
+            row = json.loads((self.folder / f"{key}.json").read_text(encoding="utf-8"))
+            # JSON has lists where the result has tuples (its notes)
+            result = CaptionResult(**{name: tuple(v) if isinstance(v, list) else v for name, v in row.items()})
         except (OSError, ValueError, TypeError):  # absent, or half-written by a process that died
             return None
         with self._lock:
