@@ -28,10 +28,12 @@ from cxrcap.captioner import MAX_PROMPT_CHARS, quiet_library_logs  # noqa: E402
 from cxrcap.app.cards import CSS, render_cards  # noqa: E402
 from cxrcap.app.comparison import Comparison  # noqa: E402
 from cxrcap.app.examples import Example, examples_folder, load_examples  # noqa: E402
+from cxrcap.app.review_form import REVIEW_CSS, ReviewDesk, ReviewForm  # noqa: E402
 from cxrcap.app.upload import xray_upload  # noqa: E402
 from cxrcap.images import DICOM_SUFFIXES, ImageError  # noqa: E402
 from cxrcap.report import OUTPUT_FILES  # noqa: E402
 from cxrcap.reproduce import use_checkpoints_in  # noqa: E402
+from cxrcap.reviews import file_sha256, open_store  # noqa: E402
 from cxrcap.app.service import CaptionService, UserError  # noqa: E402
 from cxrcap.variants import EXTRA_ID, VARIANT_IDS, VARIANTS, parse_variant_ids  # noqa: E402
 from finetune.recipe import Recipe  # noqa: E402
@@ -98,21 +100,22 @@ def results_tab(results_dir: Path) -> None:
     gr.File(files, label="Download (tables, figures, predictions)", file_count="multiple", interactive=False)
 
 
-def build_demo(service: CaptionService, examples: list[Example], results_dir: Path) -> gr.Blocks:
+def build_demo(service: CaptionService, examples: list[Example], results_dir: Path, desk: ReviewDesk) -> gr.Blocks:
     def show(comparison: Comparison | None) -> str:
         return render_cards(service.variant_ids, comparison)
 
-    def new_image(image, ground_truth, problem=""):
+    def new_image(image, ground_truth, problem="", digest=None):
         """An upload, accepted or not (None and why): nothing of the previous image stays."""
-        return image, image, ground_truth, "", "", False, show(None), None, None, None, problem
+        return image, image, ground_truth, "", "", False, digest, show(None), None, None, None, problem
 
     def on_upload(path, ground_truth, showing_example):
         if showing_example:  # the box holds the previous gallery example's caption, not this image's
             ground_truth = ""
         try:
-            return new_image(service.receive_upload(path), ground_truth)
+            image = service.receive_upload(path)
         except UserError as error:
             return new_image(None, ground_truth, str(error))
+        return new_image(image, ground_truth, digest=file_sha256(path))
 
     @shows_user_errors
     def on_example(num_beams, max_new_tokens, int8, prompt, event: gr.SelectData):
@@ -121,7 +124,7 @@ def build_demo(service: CaptionService, examples: list[Example], results_dir: Pa
         example = examples[event.index]
         image = service.receive_upload(example.path)
         shown = (example.path, image, example.caption, f"Example credit: {example.credit}", example.credit, True,
-                 None, "")  # no export of the previous image, no rejected upload
+                 file_sha256(example.path), None, "")  # no export of the previous image, no rejected upload
         for captions in on_caption(image, example.caption, num_beams, max_new_tokens, int8, prompt):
             yield *shown, *captions
 
@@ -139,6 +142,7 @@ def build_demo(service: CaptionService, examples: list[Example], results_dir: Pa
         credit_state = gr.State("")  # licence and source of a gallery example, for the slide
         showing_example = gr.State(False)  # the ground-truth box holds a gallery example's caption
         problem_state = gr.State("")  # why the last upload was rejected, said by the step after it
+        image_digest = gr.State(None)  # the shown image's sha256: what its reviews know it by
         gr.Markdown("# cxrcap: chest X-ray captions, four models side by side")
         gr.Markdown(NOTICE, elem_id="notice")
         if service.tiny_random:
@@ -164,6 +168,7 @@ def build_demo(service: CaptionService, examples: list[Example], results_dir: Pa
                     exported = gr.File(label="Comparison (slide PNG and CSV)", file_count="multiple", interactive=False)
                 with gr.Column(scale=3, elem_id="caption-outputs"):
                     cards = gr.HTML(show(None), elem_id="cards")
+                    review_form = ReviewForm(desk, service.variant_ids)
                     with gr.Accordion("Raw results (JSON)", open=False):
                         raw = gr.JSON(label="Rows")
             if examples:
@@ -176,6 +181,7 @@ def build_demo(service: CaptionService, examples: list[Example], results_dir: Pa
                             "`CXRCAP_EXAMPLES` at such a folder (see README); if there is one, the app's log says why it was not used.")
         with gr.Tab("Results"):
             results_tab(results_dir)
+            review_form.results_section()
         with gr.Tab("About"):
             gr.Markdown(about_markdown(asdict(Recipe())))
 
@@ -183,17 +189,22 @@ def build_demo(service: CaptionService, examples: list[Example], results_dir: Pa
         caption_outputs = [cards, raw, comparison_state]
         # An upload, accepted or not, replaces everything shown for the previous image; a rejection
         # is then said by a step with no outputs, so that no box wears an "Error" badge for it.
-        image_outputs = [preview, image_state, ground_truth, credit, credit_state, showing_example]
+        image_outputs = [preview, image_state, ground_truth, credit, credit_state, showing_example, image_digest]
         check_ready = shows_user_errors(service.check_ready)
-        upload.upload(on_upload, [upload, ground_truth, showing_example],
-                      [*image_outputs, *caption_outputs, exported, problem_state], api_visibility="private").then(
-            check_ready, [image_state, problem_state], None, api_visibility="private").success(
-            on_caption, caption_inputs, caption_outputs, api_visibility="private")
-        run.click(check_ready, [image_state], None, api_visibility="private").success(
-            on_caption, caption_inputs, caption_outputs, api_visibility="private")
+        captioned = [
+            upload.upload(on_upload, [upload, ground_truth, showing_example],
+                          [*image_outputs, *caption_outputs, exported, problem_state], api_visibility="private").then(
+                check_ready, [image_state, problem_state], None, api_visibility="private").success(
+                on_caption, caption_inputs, caption_outputs, api_visibility="private"),
+            run.click(check_ready, [image_state], None, api_visibility="private").success(
+                on_caption, caption_inputs, caption_outputs, api_visibility="private"),
+        ]
         if gallery is not None:
-            gallery.select(on_example, [num_beams, max_new_tokens, int8, prompt],
-                           [*image_outputs, exported, problem_state, *caption_outputs], api_visibility="private")
+            captioned.append(gallery.select(on_example, [num_beams, max_new_tokens, int8, prompt],
+                                            [*image_outputs, exported, problem_state, *caption_outputs],
+                                            api_visibility="private"))
+        review_form.close_on([upload.upload, run.click])  # a gallery example's (cached) captions replace it at once
+        review_form.follow(captioned, comparison_state, image_digest)
         export.click(shows_user_errors(service.export), [image_state, comparison_state, credit_state], [exported], api_visibility="private")
         # The API for gradio_client: one file in, one row per variant out (no browser state):
         # Client(url).predict(handle_file(path), ground_truth, 1, 30, api_name="/caption")
@@ -201,6 +212,13 @@ def build_demo(service: CaptionService, examples: list[Example], results_dir: Pa
             api_file, api_rows, api_trigger = xray_upload(), gr.JSON(), gr.Button()
         api_trigger.click(shows_user_errors(service.caption_rows), [api_file, ground_truth, num_beams, max_new_tokens], [api_rows],
                           api_name="caption")
+        # Client(url).predict(handle_file(path), ground_truth, variant, caption, rating, comment, reviewer,
+        #                     api_name="/review") -> the stored review's id
+        with gr.Row(visible=False):
+            review_api_inputs = [xray_upload(), *(gr.Textbox() for _ in range(6))]
+            review_api_id, review_api_trigger = gr.Number(precision=0), gr.Button()
+        review_api_trigger.click(shows_user_errors(desk.api_review), review_api_inputs, [review_api_id], api_name="review",
+                                 concurrency_limit=4)  # SQLite queues the writers; decoding runs beside captioning
     return demo
 
 
@@ -213,7 +231,9 @@ def main() -> None:
                              public_files=[example.path for example in examples],
                              extra_model=args.extra_model, extra_prompt=args.extra_prompt)
     service.start()
-    demo = build_demo(service, examples, args.results)
+    desk = ReviewDesk(open_store(), service.captioners, service.receive_upload, [e.path for e in examples])
+    print(f"Reviews are stored in {desk.store.path}")
+    demo = build_demo(service, examples, args.results, desk)
     demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=1)  # 2 vCPU: one caption job at a time
     scratch.keep_swept(SCRATCH, every_seconds=SWEEP_SECONDS)
     demo.launch(
@@ -221,7 +241,7 @@ def main() -> None:
         server_port=args.port,
         max_file_size=MAX_UPLOAD,
         allowed_paths=[str(examples_folder()), str(args.results)],
-        css=CSS,
+        css=CSS + REVIEW_CSS,
         ssr_mode=False,
     )
 

@@ -458,8 +458,8 @@ def summary_markdown(summary: Summary) -> str:
     if not summary.n_reviews:
         return "No reviews yet. Rate the captions on the Caption tab (or through the `/review` API)."
     lines = [
-        f"**{summary.n_reviews:,} reviews** of captions of {summary.n_images:,} images by "
-        f"{summary.n_reviewers:,} named reviewers.",
+        f"**{_count(summary.n_reviews, 'review')}** of captions of {_count(summary.n_images, 'image')} by "
+        f"{_count(summary.n_reviewers, 'named reviewer')}.",
         "",
         "| Variant | Reviews | Reviewers | " + " | ".join(RATING_LABELS[r].capitalize() for r in RATINGS) + " |",
         "|---|---:|---:|" + "---:|" * len(RATINGS),
@@ -487,6 +487,10 @@ def summary_markdown(summary: Summary) -> str:
         "scores are equal.",
     ]
     return "\n".join(lines)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}{'s' * (n != 1)}"
 
 
 def to_csv(rows: Sequence[dict]) -> str:

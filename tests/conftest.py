@@ -48,13 +48,20 @@ def tiny_sources(isolated_cache) -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def app_url(tiny_sources, tmp_path_factory):
+def reviews_db(tmp_path_factory) -> Path:
+    """The reviews database of the app that `app_url` runs (never the repository's data/)."""
+    return tmp_path_factory.mktemp("reviews") / "reviews.sqlite"
+
+
+@pytest.fixture(scope="session")
+def app_url(tiny_sources, reviews_db, tmp_path_factory):
     """`python app.py --tiny-random` on a free loopback port, as a user of a fresh clone starts it."""
     import os
 
     from benchmarks.app_process import running_app
 
-    env = dict(os.environ, CXRCAP_RESULTS=str(tmp_path_factory.mktemp("no-results")))  # the shipped gallery
+    env = dict(os.environ, CXRCAP_RESULTS=str(tmp_path_factory.mktemp("no-results")),  # the shipped gallery
+               CXRCAP_REVIEWS=str(reviews_db))
     env.pop("CXRCAP_EXAMPLES", None)
     with running_app(["--tiny-random"], env, tmp_path_factory.mktemp("app") / "app.log") as url:
         yield url

@@ -1,0 +1,112 @@
+"""The app's review logic without a browser: targets, submissions, the API handler, summaries."""
+
+import dataclasses
+
+import pytest
+
+from cxrcap.app.comparison import Comparison
+from cxrcap.app.review_form import Answer, ReviewDesk
+from cxrcap.app.service import CaptionService, UserError
+from cxrcap.captioner import CaptionResult, DecodeSettings
+from cxrcap.reviews import MAX_COMMENT_CHARS, ReviewStore, file_sha256
+
+TRUTH = "Left pleural effusion and cardiomegaly."
+
+
+@pytest.fixture(scope="module")
+def service(tiny_sources):
+    return CaptionService(["git-base", "blip-base", "blip-base-ft"], tiny_random=True)
+
+
+@pytest.fixture
+def desk(service, tmp_path, cxr_image):
+    store = ReviewStore(tmp_path / "reviews.sqlite")
+    return ReviewDesk(store, service.captioners, service.receive_upload, examples=[cxr_image])
+
+
+@pytest.fixture
+def target(desk, cxr_image):
+    comparison = Comparison(TRUTH, DecodeSettings())
+    comparison.add(CaptionResult("blip-base", "right pneumothorax", 0.2, untrained=True))
+    comparison.add(CaptionResult("git-base", "left pleural effusion", 0.1, untrained=True))
+    comparison.add(CaptionResult("blip-base-ft", None, 0.0, error="the folder does not exist"))
+    return desk.target(comparison, file_sha256(cxr_image))
+
+
+def test_target_holds_the_captions_and_each_cards_findings(target):
+    assert target.captions == {"git-base": "left pleural effusion", "blip-base": "right pneumothorax"}
+    assert target.truth_findings["git-base"] == ("cardiomegaly", "left pleural effusion")
+    assert target.caption_findings["blip-base"] == ("right pneumothorax",)
+    assert target.decoding == DecodeSettings().describe() and len(target.submission) == 32
+
+
+def test_no_target_without_a_comparison_or_an_image(desk, target):
+    assert desk.target(None, "a" * 64) is None
+    assert desk.target(Comparison("", DecodeSettings()), "a" * 64) is None  # no caption yet
+
+
+def test_submit_stores_the_rated_cards_once_and_confirms_escaped(desk, target, cxr_image):
+    answers = {
+        "git-base": Answer("partly", missed=("cardiomegaly",), comment="<script>alert(1)</script> heart"),
+        "blip-base": Answer("wrong", invented=("right pneumothorax",)),
+        "blip-base-ft": Answer(),  # no caption, no rating: skipped
+    }
+    confirmation = desk.submit(target, answers, "Dr <b>A</b>", "radiologist")
+    assert "2 reviews stored" in confirmation
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; heart" in confirmation and "<script>" not in confirmation
+    rows = desk.store.rows()
+    assert [(r["variant"], r["rating"]) for r in rows] == [("git-base", "partly"), ("blip-base", "wrong")]
+    git = rows[0]
+    assert git["comment"] == "<script>alert(1)</script> heart" and git["reviewer"] == "Dr <b>A</b>"
+    assert git["missed"] == ["cardiomegaly"] and git["example"] == cxr_image.name
+    assert git["source"] == "tiny random weights" and git["ground_truth"] == TRUTH
+    assert git["image_sha256"] == file_sha256(cxr_image) and git["scores"]["bleu"] > 0
+    with pytest.raises(UserError, match="submitted already"):  # the same form sent again (e.g. two tabs)
+        desk.submit(target, answers, "", "")
+    with pytest.raises(UserError, match="submitted already"):  # the form knows it was sent
+        desk.submit(dataclasses.replace(target, submitted=True), answers, "", "")
+    assert len(desk.store.rows()) == 2
+
+
+@pytest.mark.parametrize("answers, message", [
+    ({"git-base": Answer(comment="missed the heart")}, "GIT base: choose correct, partly correct or wrong"),
+    ({"git-base": Answer(), "blip-base": Answer()}, "Rate at least one caption"),
+])  # fmt: skip
+def test_submit_refuses_incomplete_forms_and_stores_nothing(desk, target, answers, message):
+    with pytest.raises(UserError, match=message):
+        desk.submit(target, answers, "", "")
+    with pytest.raises(UserError, match="Caption an X-ray first"):
+        desk.submit(None, {"git-base": Answer("correct")}, "", "")
+    assert desk.store.rows() == []
+
+
+def test_a_long_comment_is_cut_and_the_confirmation_says_so(desk, target):
+    confirmation = desk.submit(target, {"git-base": Answer("correct", comment="x" * 5000)}, "", "")
+    assert f"its first {MAX_COMMENT_CHARS:,} are stored" in confirmation
+    assert len(desk.store.rows()[0]["comment"]) == MAX_COMMENT_CHARS
+
+
+def test_api_review_stores_one_review_and_refuses_bad_values(desk, cxr_image, tmp_path):
+    review_id = desk.api_review(str(cxr_image), TRUTH, "blip-base", "left effusion", "correct", "fine", "Dr B")
+    [row] = desk.store.rows()
+    assert row["id"] == review_id and row["example"] == cxr_image.name and cxr_image.exists()
+    bad_file = tmp_path / "scan.png"
+    bad_file.write_text("not an x-ray")
+    for args, message in [
+        ((str(cxr_image), TRUTH, "gpt-4", "c", "correct", "", ""), "Unknown variant"),
+        ((str(cxr_image), TRUTH, "git-base", "c", "good", "", ""), "Rating must be one of"),
+        ((None, TRUTH, "git-base", "c", "correct", "", ""), "Send the X-ray"),
+        ((str(bad_file), TRUTH, "git-base", "c", "correct", "", ""), "not an image"),
+    ]:
+        with pytest.raises(UserError, match=message):
+            desk.api_review(*args)
+    assert len(desk.store.rows()) == 1
+
+
+def test_summary_is_recomputed_only_when_reviews_change(desk, target):
+    version, text = desk.summary()
+    assert text.startswith("No reviews yet") and desk.summary()[1] is text
+    desk.submit(target, {"git-base": Answer("correct")}, "Dr C", "")
+    new_version, new_text = desk.summary()
+    assert new_version != version and "**1 review** of captions of 1 image by 1 named reviewer." in new_text and "| GIT base | 1 | 1 |" in new_text
+    assert open(desk.export_csv(), encoding="utf-8").read().count("\n") == 2
