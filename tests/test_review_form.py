@@ -110,3 +110,22 @@ def test_summary_is_recomputed_only_when_reviews_change(desk, target):
     new_version, new_text = desk.summary()
     assert new_version != version and "**1 review** of captions of 1 image by 1 named reviewer." in new_text and "| GIT base | 1 | 1 |" in new_text
     assert open(desk.export_csv(), encoding="utf-8").read().count("\n") == 2
+
+
+def test_the_forms_submit_uses_a_spaces_logged_in_user_name_over_the_typed_one(desk, target):
+    import gradio as gr
+
+    from cxrcap.app.review_form import ReviewForm
+
+    with gr.Blocks():
+        form = ReviewForm(desk, ["git-base", "blip-base"])
+    values = {form.target: target, form.reviewer: "typed name", form.role: "radiologist"}
+    for vid, card in form.cards.items():
+        values.update({card.rating: "correct" if vid == "git-base" else None, card.missed: [], card.invented: [],
+                       card.comment: ""})  # fmt: skip
+    profile = gr.OAuthProfile({"name": "A B", "preferred_username": "hf-user", "profile": "", "picture": ""})
+    new_target, confirmation, *_ = form._submit(values, profile)
+    assert new_target.submitted and "1 review stored" in confirmation
+    assert [(row["reviewer"], row["role"]) for row in desk.store.rows()] == [("hf-user", "radiologist")]
+    with pytest.raises(gr.Error, match="submitted already"):
+        form._submit({**values, form.target: new_target}, None)
