@@ -58,6 +58,7 @@ MAX_FINDINGS = 30  # per list (missed, invented)
 BUSY_SECONDS = 30.0  # how long a writer waits for another one before giving up
 WILSON_Z = 1.959963984540054  # two-sided 95%
 BOOTSTRAP_RESAMPLES = 1000
+BOOTSTRAP_CHUNK = 100  # resamples computed at once: bounds memory to 100 x reviews floats
 
 # Schema history: MIGRATIONS[i] takes a database from version i to i + 1. Append, never edit.
 MIGRATIONS: tuple[str, ...] = (
@@ -390,9 +391,9 @@ def kendall_tau_b(x: np.ndarray, y: np.ndarray, weights: np.ndarray | None = Non
     levels = np.unique(x)
     level_weights = np.stack([weights[:, x == level].sum(axis=1) for level in levels], axis=1)
     ties_x = (level_weights * (level_weights - 1) / 2).sum(axis=1)
-    _, y_group = np.unique(y, return_inverse=True)
-    y_weights = np.zeros((len(weights), y_group.max() + 1))
-    np.add.at(y_weights.T, y_group, weights.T)
+    by_y = np.argsort(y, kind="stable")
+    group_starts = np.flatnonzero(np.r_[True, np.diff(y[by_y]) != 0])
+    y_weights = np.add.reduceat(weights[:, by_y], group_starts, axis=1)  # weight of each distinct y
     ties_y = (y_weights * (y_weights - 1) / 2).sum(axis=1)
     concordant_minus_discordant = np.zeros(len(weights))
     for low_index, low in enumerate(levels):
@@ -429,27 +430,35 @@ def _reviewers(rows: Iterable[dict]) -> int:
 
 def _agreements(rows: Sequence[dict], n_resamples: int, seed: int) -> list[Agreement]:
     scored = [row for row in rows if row["scores"]]
-    agreements = []
-    images = sorted({row["image_sha256"] for row in scored})
-    image_of = np.array([images.index(row["image_sha256"]) for row in scored], dtype=int)
-    # Resample images, not reviews: reviews of one X-ray are not independent of each other.
-    rng = np.random.default_rng(seed)
-    drawn = rng.integers(0, len(images), size=(n_resamples, len(images))) if images else np.zeros((n_resamples, 0), int)
-    image_counts = np.zeros((n_resamples, len(images)))
-    np.add.at(image_counts, (np.arange(n_resamples)[:, None], drawn), 1)
-    weights = image_counts[:, image_of]
+    image_index = {sha: index for index, sha in enumerate(sorted({row["image_sha256"] for row in scored}))}
+    image_of = np.array([image_index[row["image_sha256"]] for row in scored], dtype=int)
     ranks = np.array([RATING_RANK[row["rating"]] for row in scored])
-    for metric in metrics.SENTENCE_KEYS:
-        values = np.array([row["scores"].get(metric, math.nan) for row in scored], dtype=float)
-        keep = ~np.isnan(values)
+    values = {key: np.array([row["scores"].get(key, math.nan) for row in scored], dtype=float)
+              for key in metrics.SENTENCE_KEYS}  # fmt: skip
+    resampled = {key: [] for key in values}
+    # Resample images, not reviews: reviews of one X-ray are not independent of each other.
+    # In chunks: a resample's weights are one row of (resamples x reviews) floats.
+    rng = np.random.default_rng(seed)
+    for start in range(0, n_resamples if len(image_index) else 0, BOOTSTRAP_CHUNK):
+        size = min(BOOTSTRAP_CHUNK, n_resamples - start)
+        # How often each image is drawn when drawing as many images as there are, with replacement.
+        image_counts = rng.multinomial(len(image_index), np.full(len(image_index), 1 / len(image_index)), size=size)
+        weights = image_counts[:, image_of].astype(float)
+        for key, scores in values.items():
+            keep = ~np.isnan(scores)
+            if keep.sum() >= 2:
+                resampled[key].append(kendall_tau_b(ranks[keep], scores[keep], weights[:, keep]))
+    agreements = []
+    for key, scores in values.items():
+        keep = ~np.isnan(scores)
         if keep.sum() < 2:
-            agreements.append(Agreement(metric, int(keep.sum()), math.nan, math.nan, math.nan))
+            agreements.append(Agreement(key, int(keep.sum()), math.nan, math.nan, math.nan))
             continue
-        tau = float(kendall_tau_b(ranks[keep], values[keep])[0])
-        resampled = kendall_tau_b(ranks[keep], values[keep], weights[:, keep])
-        resampled = resampled[~np.isnan(resampled)]
-        low, high = np.percentile(resampled, [2.5, 97.5]) if len(resampled) else (math.nan, math.nan)
-        agreements.append(Agreement(metric, int(keep.sum()), tau, float(low), float(high)))
+        tau = float(kendall_tau_b(ranks[keep], scores[keep])[0])
+        taus = np.concatenate(resampled[key])
+        taus = taus[~np.isnan(taus)]
+        low, high = np.percentile(taus, [2.5, 97.5]) if len(taus) else (math.nan, math.nan)
+        agreements.append(Agreement(key, int(keep.sum()), tau, float(low), float(high)))
     return agreements
 
 
