@@ -242,7 +242,7 @@ class ReviewForm:
         return [component for card in self.cards.values() for component in card.all()]
 
     def follow(self, caption_events: Iterable, comparison: gr.State, image_sha256: gr.State) -> None:
-        """Close the form when captioning starts; open it for the new image when captions are done."""
+        """Open the form for the image just captioned, once all its captions are in."""
         outputs = [self.group, self.target, self.status, self.submit_button, self.clear_button,
                    *(card.column for card in self.cards.values()), *self._inputs()]  # fmt: skip
         for event in caption_events:
