@@ -132,7 +132,7 @@ class Review:
     comment: str = ""
     reviewer: str = ""
     role: str = ""
-    scores: dict[str, float] = field(default_factory=dict)
+    scores: dict[str, float | None] = field(default_factory=dict)  # finding_f1 None: no finding named
     submission: str | None = None
 
 
@@ -351,7 +351,7 @@ class VariantSummary:
 @dataclass(frozen=True)
 class Agreement:
     metric: str
-    n_reviews: int  # reviews with a ground truth (only those have scores)
+    n_reviews: int  # reviews with this score (a ground truth; for finding F1 also a finding named)
     tau_b: float  # nan when undefined (fewer than two reviews, or all ratings or all scores equal)
     low: float
     high: float
@@ -481,7 +481,7 @@ def summary_markdown(summary: Summary) -> str:
         "",
         "Share of reviews with each rating, with its Wilson 95% interval over reviews.",
         "",
-        "| Metric | Reviews with a ground truth | Kendall's tau-b vs rating | 95% interval |",
+        "| Metric | Reviews scored | Kendall's tau-b vs rating | 95% interval |",
         "|---|---:|---:|---|",
     ]
     for agreement in summary.agreements:
