@@ -439,7 +439,7 @@ def _agreements(rows: Sequence[dict], n_resamples: int, seed: int) -> list[Agree
     # Resample images, not reviews: reviews of one X-ray are not independent of each other.
     # In chunks: a resample's weights are one row of (resamples x reviews) floats.
     rng = np.random.default_rng(seed)
-    for start in range(0, n_resamples if len(image_index) else 0, BOOTSTRAP_CHUNK):
+    for start in range(0, n_resamples if len(image_index) > 1 else 0, BOOTSTRAP_CHUNK):  # one image: no interval
         size = min(BOOTSTRAP_CHUNK, n_resamples - start)
         # How often each image is drawn when drawing as many images as there are, with replacement.
         image_counts = rng.multinomial(len(image_index), np.full(len(image_index), 1 / len(image_index)), size=size)
@@ -455,7 +455,7 @@ def _agreements(rows: Sequence[dict], n_resamples: int, seed: int) -> list[Agree
             agreements.append(Agreement(key, int(keep.sum()), math.nan, math.nan, math.nan))
             continue
         tau = float(kendall_tau_b(ranks[keep], scores[keep])[0])
-        taus = np.concatenate(resampled[key])
+        taus = np.concatenate(resampled[key]) if resampled[key] else np.array([])
         taus = taus[~np.isnan(taus)]
         low, high = np.percentile(taus, [2.5, 97.5]) if len(taus) else (math.nan, math.nan)
         agreements.append(Agreement(key, int(keep.sum()), tau, float(low), float(high)))
@@ -485,17 +485,21 @@ def summary_markdown(summary: Summary) -> str:
         "|---|---:|---:|---|",
     ]
     for agreement in summary.agreements:
-        tau = "n/a" if math.isnan(agreement.tau_b) else f"{agreement.tau_b:+.2f}"
-        interval = "n/a" if math.isnan(agreement.low) else f"{agreement.low:+.2f} to {agreement.high:+.2f}"
+        tau = "n/a" if math.isnan(agreement.tau_b) else _signed(agreement.tau_b)
+        interval = "n/a" if math.isnan(agreement.low) else f"{_signed(agreement.low)} to {_signed(agreement.high)}"
         lines.append(f"| {metrics.METRIC_LABELS[agreement.metric]} | {agreement.n_reviews} | {tau} | {interval} |")
     lines += [
         "",
         "Rank agreement between each caption's score against its ground truth and the clinician's rating "
         "(wrong < partly < correct): +1 means the metric orders captions as clinicians do. Interval: "
-        f"percentile bootstrap over images ({BOOTSTRAP_RESAMPLES:,} resamples); n/a where all ratings or all "
-        "scores are equal.",
+        f"percentile bootstrap over images ({BOOTSTRAP_RESAMPLES:,} resamples; n/a for a single image); n/a where "
+        "all ratings or all scores are equal.",
     ]
     return "\n".join(lines)
+
+
+def _signed(value: float) -> str:
+    return f"{round(value, 2) + 0.0:+.2f}"  # + 0.0: a rounded -0.0 shows as +0.00
 
 
 def _count(n: int, noun: str) -> str:

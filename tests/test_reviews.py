@@ -195,6 +195,9 @@ def test_summary_shares_reviewers_and_markdown(fixture_store):
     assert "| GIT base | 3 | 2 | 33% (6%-79%)" in text and "Wilson 95% interval" in text
     assert "Kendall's tau-b" in text and "bootstrap over images" in text
     assert reviews.summary_markdown(summarise([])).startswith("No reviews yet")
+    one_image = summarise([row for row in fixture_store.rows() if row["image_sha256"] == SHA_A])
+    assert not math.isnan(one_image.agreements[0].tau_b) and math.isnan(one_image.agreements[0].low)
+    assert reviews._signed(-0.0004) == "+0.00"
 
 
 def test_csv_export_flattens_and_defuses_formulas(store):
