@@ -7,8 +7,15 @@ import json
 import sys
 from pathlib import Path
 
-from . import data, report, reproduce, reviews
-from .captioner import UNTRAINED_NOTE, DecodeSettings, build_captioners, quiet_library_logs, stream_captions
+from . import data, heatmaps, report, reproduce, reviews
+from .captioner import (
+    UNTRAINED_NOTE,
+    DecodeSettings,
+    VariantUnavailable,
+    build_captioners,
+    quiet_library_logs,
+    stream_captions,
+)
 from .images import ImageError, load_image
 from .variants import EXTRA_ID, VARIANT_IDS, VARIANTS, parse_variant_ids
 
@@ -50,11 +57,29 @@ def caption_images(args: argparse.Namespace) -> int:
         for result in sorted(finished, key=lambda result: list(captioners).index(result.variant_id)):
             results.append(_row(path, result.variant_id, result.caption, result.seconds, result.error, result.untrained,
                                 result.notes, result.full_text))
+            if args.heatmaps and result.caption is not None:
+                captioner = captioners[result.variant_id]
+                results[-1].update(write_heatmaps(args.heatmaps, path, image, captioner, result.caption, args.heatmap_method))
     if args.json:
         print(json.dumps(results, indent=2))
     else:
         print_results(results, captioners)
     return 1 if any(row["error"] for row in results) else 0
+
+
+def write_heatmaps(out_dir: Path, path: Path, image, captioner, caption: str, method: str) -> dict:
+    """`OUT_DIR/<image stem>-<variant id>.png|.json` for one caption; the row's heatmap fields."""
+    try:
+        maps = heatmaps.compute_heatmaps(captioner, image, caption, method)
+    except (heatmaps.HeatmapsUnavailable, VariantUnavailable) as error:
+        return {"heatmaps": None, "heatmaps_error": str(error)}
+    from . import figures  # imports matplotlib: only once there is something to draw
+
+    stem = out_dir / f"{path.stem}-{captioner.variant.id}"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem.with_suffix(".json").write_text(json.dumps(maps.to_json()), encoding="utf-8")
+    figures.plot_word_heatmaps(image, maps, captioner.label, stem.with_suffix(".png"), captioner.untrained)
+    return {"heatmaps": str(stem.with_suffix(".png")), "heatmaps_error": None}
 
 
 def _row(image, variant_id, caption, seconds, error, untrained, notes=(), full_text=None) -> dict:
@@ -74,6 +99,10 @@ def print_results(results: list[dict], captioners: dict) -> None:
         else:
             note = f"  [{UNTRAINED_NOTE}]" if row["untrained"] else ""
             print(f"  {label:16} {row['caption']}  ({row['seconds']:.2f} s){note}")
+        if row.get("heatmaps"):
+            print(f"  {'':16} heatmaps: {row['heatmaps']} (+ .json)")
+        elif row.get("heatmaps_error"):
+            print(f"  {'':16} no heatmaps: {row['heatmaps_error']}")
         for line in row["notes"]:
             print(f"  {'':16} {line}")
 
@@ -90,6 +119,14 @@ def build_parser() -> argparse.ArgumentParser:
     caption.add_argument("images", nargs="+", type=Path, help="image files (PNG, JPEG, DICOM, ...)")
     add_decode_arguments(caption)
     caption.add_argument("--json", action="store_true", help="print a JSON list of {image, variant, caption, ...}")
+    caption.add_argument(
+        "--heatmaps", type=Path, default=None, metavar="OUT_DIR",
+        help="also write where each word looks: OUT_DIR/<image stem>-<variant id>.png|.json",
+    )
+    caption.add_argument(
+        "--heatmap-method", choices=heatmaps.METHODS, default=heatmaps.DEFAULT_METHOD,
+        help=f"how the heatmaps are computed (default {heatmaps.DEFAULT_METHOD}; see cxrcap/heatmaps.py)",
+    )
     caption.set_defaults(run=caption_images)
 
     data_command = commands.add_parser("data", help="read ROCO, filter chest X-rays, report counts")

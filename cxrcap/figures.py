@@ -1,7 +1,9 @@
-"""The report's charts: metric bars with CI whiskers, and the qualitative X-ray figure.
+"""The figures: the report's metric bars with CI whiskers and qualitative X-ray figure, and the
+word heatmap grid of `caption --heatmaps`.
 
-`cxrcap.report` calls these after scoring; matplotlib is imported here only, so the rest of
-the report (evaluation, baselines, files) runs without it.
+`cxrcap.report` and the CLI call these once there is something to draw; matplotlib is imported
+here only, so the rest (evaluation, baselines, files) runs without it. The dependency runs one
+way: this module draws what it is given and imports nothing of the report's.
 """
 
 from __future__ import annotations
@@ -12,22 +14,17 @@ from pathlib import Path
 
 from matplotlib import rc_context
 from matplotlib.figure import Figure
+from PIL import Image
 
+from . import heatmaps
 from .metrics import METRIC_LABELS
-from .report import (
-    CI_LEVEL,
-    CONSTANT,
-    METRIC_ORDER,
-    RANDOM,
-    EvaluationSet,
-    Row,
-)
 
 PROJECTOR_STYLE = {"font.size": 17, "axes.titlesize": 22, "axes.labelsize": 20, "legend.fontsize": 16}
 # GIT blues, BLIP reds; base dark, fine-tuned light: the same colour for a variant in every figure.
 VARIANT_COLOURS = {"git-base": "#1f4e9c", "git-base-ft": "#5fa2dd", "blip-base": "#b2182b", "blip-base-ft": "#f4845f",
                    "extra": "#4d9221"}
-BASELINE_STYLES = {CONSTANT: {"color": "#7f7f7f", "hatch": "//"}, RANDOM: {"color": "#c7c7c7", "hatch": ".."}}
+# The baselines in the table's order (constant caption, random caption): greys with hatching.
+BASELINE_STYLES = ({"color": "#7f7f7f", "hatch": "//"}, {"color": "#c7c7c7", "hatch": ".."})
 
 
 def _save(figure: Figure, stem: Path) -> None:
@@ -41,16 +38,21 @@ def _nan_if_none(value: float | None) -> float:
     return math.nan if value is None else value
 
 
-def plot_metrics(rows: list[Row], meta: dict, stem: Path) -> None:
-    """Grouped bars, one group per metric, with CI whiskers; CIDEr on its own axis (its range is 0-10)."""
+def plot_metrics(rows: list, meta: dict, stem: Path) -> None:
+    """Grouped bars, one group per metric, with CI whiskers; CIDEr on its own axis (its range is 0-10).
+
+    rows: the report's table rows (`cxrcap.report.Row`), models first, then the baselines.
+    """
     shown = [row for row in rows if row.available]
-    groups = [[k for k in METRIC_ORDER if k != "cider"], ["cider"]]
+    baselines = [row.name for row in shown if row.kind == "baseline"]
+    groups = [[k for k in METRIC_LABELS if k != "cider"], ["cider"]]
     width = 0.8 / len(shown)
     with rc_context(PROJECTOR_STYLE):
         figure = Figure(figsize=(20, 8), layout="constrained")
         axes = figure.subplots(1, 2, gridspec_kw={"width_ratios": [len(groups[0]), 1.6]})
         for i, row in enumerate(shown):
-            style = BASELINE_STYLES.get(row.name) or {"color": VARIANT_COLOURS[row.name]}
+            is_baseline = row.kind == "baseline"
+            style = BASELINE_STYLES[baselines.index(row.name)] if is_baseline else {"color": VARIANT_COLOURS[row.name]}
             for ax, keys in zip(axes, groups):
                 x = [j + (i - (len(shown) - 1) / 2) * width for j in range(len(keys))]
                 values = [_nan_if_none(row.scores[k]) for k in keys]
@@ -65,7 +67,7 @@ def plot_metrics(rows: list[Row], meta: dict, stem: Path) -> None:
         axes[0].set_ylim(0, 1.05)
         axes[0].set_ylabel("score (higher is better)")
         axes[0].tick_params(axis="x", labelrotation=20)
-        title = f"{meta['n_images']} images, {meta['split']} split; whiskers: {CI_LEVEL:.0%} bootstrap CI"
+        title = f"{meta['n_images']} images, {meta['split']} split; whiskers: {meta['bootstrap']['level']:.0%} bootstrap CI"
         if meta["untrained_note"]:
             title = "UNTRAINED tiny random weights: pipeline check only\n" + title
         figure.suptitle(title, color="#b00000" if meta["untrained_note"] else "black")
@@ -82,9 +84,16 @@ def _wrapped(text: str, width: int, max_chars: int = 260) -> str:
 
 
 def plot_qualitative(
-    evaluation: EvaluationSet, predictions: dict[str, list[str]], rows: list[Row], n: int, stem: Path
+    evaluation, predictions: dict[str, list[str]], rows: list, n: int, stem: Path,
+    word_overlays: list[dict[str, list[tuple[str, Image.Image]] | str]] | None = None, method: str = "",
 ) -> None:
-    """The first N X-rays, each beside its original caption and every available model's caption."""
+    """The first N X-rays, each beside its original caption and every available model's caption.
+
+    evaluation: the report's `EvaluationSet` (ids, references, images, credits); rows: its table
+    rows. word_overlays (optional, per X-ray): variant id -> [(finding word, the X-ray with that
+    word's map)], or a sentence saying why there is none; drawn in a third column, labelled with
+    the heatmap `method` and the explanation-aid disclaimer.
+    """
     models = [row for row in rows if row.kind == "model" and row.available]
     n = min(n, len(evaluation.ids))
     font = PROJECTOR_STYLE["font.size"]
@@ -98,10 +107,15 @@ def plot_qualitative(
     # Each row is as tall as its X-ray or its text, whichever needs more (inches).
     line_counts = [sum(head.count("\n") + body.count("\n") + 2.5 for head, body, _ in blocks) for blocks in panels]
     heights = [max(5.0, count * line / 72) + 0.6 for count in line_counts]
+    if word_overlays:  # the overlays column needs room for a row of thumbnails per model
+        heights = [max(height, 2.6 * len(models) + 0.6) for height in heights]
+    widths = [1, 1.4] + ([1.5] if word_overlays else [])
     with rc_context(PROJECTOR_STYLE):
-        figure = Figure(figsize=(16, sum(heights) + 0.6), layout="constrained")
-        axes = figure.subplots(n, 2, gridspec_kw={"width_ratios": [1, 1.4], "height_ratios": heights}, squeeze=False)
-        for i, ((image_ax, text_ax), blocks) in enumerate(zip(axes, panels)):
+        figure = Figure(figsize=(16 + 9 * bool(word_overlays), sum(heights) + 1.2), layout="constrained")
+        grid = figure.add_gridspec(n, len(widths), width_ratios=widths, height_ratios=heights)
+        overlay_axes = []
+        for i, blocks in enumerate(panels):
+            image_ax, text_ax = figure.add_subplot(grid[i, 0]), figure.add_subplot(grid[i, 1])
             thumbnail = evaluation.images[i].copy()
             thumbnail.thumbnail((768, 768))  # keeps the SVG small; sharp enough on a projector
             image_ax.imshow(thumbnail)
@@ -119,6 +133,73 @@ def plot_qualitative(
                                      textcoords="offset points", va="top", linespacing=1.2, **style)
                     offset += line * (text.count("\n") + 1)
                 offset += line / 2
+            if word_overlays:
+                overlay_axes += _draw_word_overlays(figure, grid[i, 2], models, word_overlays[i])
+        titles = []
         if any(row.untrained for row in models):
-            figure.suptitle("Captions from UNTRAINED tiny random weights: noise, not real captions", color="#b00000")
+            titles.append("Captions from UNTRAINED tiny random weights: noise, not real captions")
+        if word_overlays:
+            titles.append(f"Finding words' heatmaps: {heatmaps.METHOD_LABELS[method]}. {heatmaps.DISCLAIMER}")
+        if titles:
+            figure.suptitle("\n".join(titles), color="#b00000")
+        if overlay_axes:
+            _colour_bar(figure, overlay_axes)
         _save(figure, stem)
+
+
+def _draw_word_overlays(figure: Figure, cell, models: list, overlays: dict) -> list:
+    """One row per model in `cell`: its finding words' overlays, or why there are none; returns
+    the overlays' axes."""
+    columns = max([len(value) for value in overlays.values() if not isinstance(value, str)] + [1])
+    cells = cell.subgridspec(len(models), columns)
+    drawn = []
+    for r, row in enumerate(models):
+        shown = overlays.get(row.name, "no caption")
+        if isinstance(shown, str):
+            ax = figure.add_subplot(cells[r, :])
+            ax.axis("off")
+            ax.text(0, 0.5, f"{row.display_label}: {shown}", color=VARIANT_COLOURS[row.name], fontsize=13, va="center")
+            continue
+        for c, (word, image) in enumerate(shown):
+            ax = figure.add_subplot(cells[r, c])
+            thumbnail = image.copy()
+            thumbnail.thumbnail((256, 256))
+            ax.imshow(thumbnail)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_title(f"{row.display_label}: {word}", fontsize=12, color=VARIANT_COLOURS[row.name])
+            drawn.append(ax)
+    return drawn
+
+
+def _colour_bar(figure: Figure, axes) -> None:
+    """The overlays' colour scale: each map relative to its own maximum."""
+    from matplotlib import colormaps
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+
+    mappable = ScalarMappable(Normalize(0, 1), colormaps[heatmaps.COLOUR_MAP])
+    bar = figure.colorbar(mappable, ax=axes, location="bottom", shrink=0.5, aspect=40)
+    bar.set_label("relevance of the patch for the word (0 = none, 1 = the word's maximum)")
+
+
+def plot_word_heatmaps(image: Image.Image, maps: heatmaps.Heatmaps, label: str, path: Path, untrained: bool) -> None:
+    """`caption --heatmaps`: the X-ray with one overlay per word of the caption, in a grid."""
+    columns = min(5, len(maps.words))
+    grid_rows = -(-len(maps.words) // columns)
+    thumbnail = image.copy()
+    thumbnail.thumbnail((384, 384))
+    with rc_context({"font.size": 12}):
+        figure = Figure(figsize=(3.2 * columns, 3.4 * grid_rows + 1.6), layout="constrained")
+        axes = figure.subplots(grid_rows, columns, squeeze=False)
+        for ax in axes.flat:
+            ax.axis("off")
+        for ax, word, word_map in zip(axes.flat, maps.words, maps.word_maps):
+            ax.imshow(heatmaps.overlay(thumbnail, word_map, maps.geometry))
+            ax.set_title(word)
+        title = f"{label}: where each word looks ({heatmaps.METHOD_LABELS[maps.method]})\n{heatmaps.DISCLAIMER}"
+        if untrained:
+            title += "\nUNTRAINED tiny random weights: noise, not a real caption"
+        figure.suptitle(title, color="#b00000" if untrained else "black")
+        _colour_bar(figure, axes)
+        figure.savefig(path, dpi=100)

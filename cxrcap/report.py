@@ -15,7 +15,8 @@ with every variant in batches, and writes into `--out` (default `results/`):
                      that could not be evaluated (missing file, unreadable) by id;
 - `metrics.png|svg`  grouped bar chart with CI whiskers; `qualitative.png|svg` X-rays with the
                      original caption and each model's caption (the study's slides, generated),
-                     drawn by `cxrcap.figures`.
+                     drawn by `cxrcap.figures`; with `--heatmaps`, also each model's finding
+                     words' heatmaps (`cxrcap.heatmaps`) on the X-ray.
 
 Two baselines that never look at the image are always in the table, because a constant
 caption can outscore real models on n-gram metrics:
@@ -46,6 +47,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from . import __version__, data, metrics
+from . import heatmaps
 from .captioner import (
     UNTRAINED_NOTE,
     Captioner,
@@ -153,6 +155,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="take the variants' captions from an earlier predictions.csv instead of generating them",
     )
     parser.add_argument("--qualitative", type=int, default=4, metavar="N", help="X-rays in the qualitative figure")
+    parser.add_argument(
+        "--heatmaps", action="store_true",
+        help="add each model's finding words' heatmaps to the qualitative figure (needs the models)",
+    )
+    parser.add_argument(
+        "--heatmap-method", choices=heatmaps.METHODS, default=heatmaps.DEFAULT_METHOD,
+        help=f"how the heatmaps are computed (default {heatmaps.DEFAULT_METHOD})",
+    )
     parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% CIs")
     parser.add_argument("--seed", type=int, default=0, help="seed of the baselines and the bootstrap (default 0)")
     parser.add_argument(
@@ -212,7 +222,12 @@ def run(args: argparse.Namespace) -> int:
     from . import figures  # imports matplotlib: only once there is something to draw
 
     figures.plot_metrics(rows, meta, args.out / "metrics")
-    figures.plot_qualitative(evaluation, predictions, rows, args.qualitative, args.out / "qualitative")
+    overlays = None
+    if args.heatmaps:
+        overlays = finding_word_overlays(captioners, evaluation, predictions, rows, args.qualitative, args.heatmap_method)
+    figures.plot_qualitative(
+        evaluation, predictions, rows, args.qualitative, args.out / "qualitative", overlays, args.heatmap_method
+    )
     print(markdown)
     if args.compare_int8:
         print(compare_int8(args, evaluation, predictions, rows, settings, batch_size))
@@ -248,6 +263,33 @@ def compare_int8(args, evaluation: EvaluationSet, predictions: dict[str, list[st
 
 
 # ---------------------------------------------------------------- images and captions
+
+
+MAX_FINDING_WORDS = 3  # overlays per model and X-ray in the qualitative figure
+
+
+def finding_word_overlays(
+    captioners: dict[str, Captioner], evaluation: EvaluationSet, predictions: dict[str, list[str]],
+    rows: list[Row], n: int, method: str,
+) -> list[dict[str, list[tuple[str, Image.Image]] | str]]:
+    """For the qualitative figure's first N X-rays: each model's finding words with the X-ray under
+    that word's heatmap, or why there are none."""
+    models = [row for row in rows if row.kind == "model" and row.available]
+    panels = []
+    for i in range(min(n, len(evaluation.ids))):
+        image, panel = evaluation.images[i], {}
+        for row in models:
+            try:
+                maps = heatmaps.compute_heatmaps(captioners[row.name], image, predictions[row.name][i], method)
+            except (heatmaps.HeatmapsUnavailable, VariantUnavailable) as error:
+                panel[row.name] = f"no heatmaps: {error}"
+                continue
+            words = heatmaps.finding_word_indices(maps.words)[:MAX_FINDING_WORDS]
+            panel[row.name] = [
+                (maps.words[w], heatmaps.overlay(image, maps.word_maps[w], maps.geometry)) for w in words
+            ] or "the caption names no finding"
+        panels.append(panel)
+    return panels
 
 
 def read_evaluation_set(split: data.SplitData, limit: int | None) -> EvaluationSet:

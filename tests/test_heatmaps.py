@@ -1,0 +1,165 @@
+"""Heatmaps on the tiny variants of both families: shapes, a hand computation, range, determinism,
+beam search, and the processor's geometry undone."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageDraw
+from transformers import CLIPImageProcessor
+
+from cxrcap.captioner import Captioner, DecodeSettings
+from cxrcap.heatmaps import (
+    METHODS,
+    RAW_LAYERS,
+    HeatmapsUnavailable,
+    compute_heatmaps,
+    finding_word_indices,
+    group_word_pieces,
+    heat_layer,
+    input_geometry,
+)
+from cxrcap.images import load_image
+
+FAMILIES = ["git-base", "blip-base"]
+CAPTION = "left pleural effusion with cardiomegaly"
+
+
+@pytest.fixture(scope="module")
+def captioners(tiny_sources) -> dict[str, Captioner]:
+    return {vid: Captioner(vid, tiny_sources[vid], untrained=True) for vid in FAMILIES}
+
+
+@pytest.fixture(scope="module")
+def xray(cxr_image) -> Image.Image:
+    return load_image(cxr_image)
+
+
+@pytest.mark.parametrize("variant_id", FAMILIES)
+def test_grid_matches_the_processor_and_the_patch_size(captioners, xray, variant_id):
+    captioner = captioners[variant_id]
+    maps = compute_heatmaps(captioner, xray, CAPTION, "attention")
+    height, width = captioner.preprocess([xray]).shape[-2:]
+    patch = captioner.model.config.vision_config.patch_size
+    assert maps.grid == (height // patch, width // patch)
+    assert maps.token_maps.shape == (len(maps.tokens), *maps.grid)
+    assert maps.word_maps.shape == (len(maps.words), *maps.grid)
+    assert " ".join(maps.words) == "left pleural effusion with cardiomegaly"
+
+
+def _plain_forward_attention(captioner: Captioner, image: Image.Image, caption: str) -> np.ndarray:
+    """Raw attention by hand: one plain forward pass with output_attentions=True, the text rows
+    predicting each token, the mean over heads of the last RAW_LAYERS layers, CLS dropped."""
+    model, tokenizer = captioner.model, captioner.processor.tokenizer
+    token_ids = tokenizer(caption, add_special_tokens=False).input_ids
+    pixel_values = captioner.preprocess([image])
+    with torch.no_grad():
+        if captioner.variant.family == "git":
+            input_ids = torch.tensor([[model.config.bos_token_id, *token_ids]])
+            attentions = model(input_ids=input_ids, pixel_values=pixel_values, output_attentions=True).attentions
+            n_image = attentions[0].shape[-1] - input_ids.shape[1]
+            rows, columns = slice(n_image, n_image + len(token_ids)), slice(1, n_image)
+        else:
+            input_ids = torch.tensor([[model.config.text_config.bos_token_id, *token_ids]])
+            image_embeds = model.vision_model(pixel_values=pixel_values).last_hidden_state
+            attentions = model.text_decoder(
+                input_ids=input_ids, encoder_hidden_states=image_embeds, output_attentions=True
+            ).cross_attentions
+            rows, columns = slice(0, len(token_ids)), slice(1, None)
+    mean = torch.stack([layer[0] for layer in attentions[-RAW_LAYERS:]]).mean(dim=(0, 1))
+    maps = mean[rows, columns].numpy()
+    side = int(round(maps.shape[1] ** 0.5))
+    maps = maps.reshape(len(token_ids), side, side)
+    return maps / maps.max(axis=(1, 2), keepdims=True)
+
+
+@pytest.mark.parametrize("variant_id", FAMILIES)
+def test_raw_attention_equals_a_hand_computation_from_a_plain_forward(captioners, xray, variant_id):
+    maps = compute_heatmaps(captioners[variant_id], xray, CAPTION, "attention")
+    np.testing.assert_allclose(maps.token_maps, _plain_forward_attention(captioners[variant_id], xray, CAPTION),
+                               rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("variant_id", FAMILIES)
+def test_maps_are_in_zero_one_with_maximum_one_and_deterministic(captioners, xray, variant_id, method):
+    first = compute_heatmaps(captioners[variant_id], xray, CAPTION, method)
+    second = compute_heatmaps(captioners[variant_id], xray, CAPTION, method)
+    for maps in (first.token_maps, first.word_maps):
+        assert maps.min() >= 0.0 and maps.max() <= 1.0
+        assert np.allclose(maps.max(axis=(1, 2)), 1.0)  # random weights still look somewhere
+    np.testing.assert_array_equal(first.word_maps, second.word_maps)
+    # a word is the mean of its word pieces, renormalised
+    for word, indices in zip(first.word_maps, first.word_tokens):
+        mean = first.token_maps[indices].mean(axis=0)
+        np.testing.assert_allclose(word, mean / mean.max(), rtol=1e-5)
+
+
+def test_relevance_differs_from_raw_attention(captioners, xray):
+    relevance = compute_heatmaps(captioners["blip-base"], xray, CAPTION, "relevance")
+    attention = compute_heatmaps(captioners["blip-base"], xray, CAPTION, "attention")
+    assert not np.allclose(relevance.token_maps, attention.token_maps)
+
+
+@pytest.mark.parametrize("variant_id", FAMILIES)
+def test_a_beam_search_caption_has_a_map_per_word(captioners, xray, variant_id):
+    captioner = captioners[variant_id]
+    (caption,) = captioner.caption([xray], DecodeSettings(num_beams=3, max_new_tokens=12))
+    maps = compute_heatmaps(captioner, xray, caption)
+    assert maps.tokens == captioner.processor.tokenizer.tokenize(caption)
+    assert len(maps.words) == len(maps.word_maps) >= 1
+    payload = maps.to_json()
+    assert set(payload) == {"variant", "method", "grid", "tokens", "words", "maps"}
+    assert payload["method"] == "relevance" and payload["grid"] == list(maps.grid)
+    assert np.array(payload["maps"]).shape == (len(payload["words"]), *maps.grid)
+
+
+def test_what_cannot_have_maps_says_why(captioners, xray, tiny_sources):
+    with pytest.raises(HeatmapsUnavailable, match="empty"):
+        compute_heatmaps(captioners["git-base"], xray, "   ")
+    int8 = Captioner("git-base", tiny_sources["git-base"], untrained=True, quantize_int8=True)
+    with pytest.raises(HeatmapsUnavailable, match="int8"):
+        compute_heatmaps(int8, xray, CAPTION, "relevance")
+    assert compute_heatmaps(int8, xray, CAPTION, "attention").word_maps.shape[0] == 5
+    with pytest.raises(ValueError, match="unknown heatmap method"):
+        compute_heatmaps(captioners["git-base"], xray, CAPTION, "saliency")
+
+
+def test_word_pieces_group_into_words_and_findings_are_found():
+    assert group_word_pieces(["card", "##iom", "##egaly", "left"]) == (["cardiomegaly", "left"], [[0, 1, 2], [3]])
+    assert finding_word_indices(["left", "effusion", "and", "cardiomegaly", "effusion"]) == [1, 3]
+
+
+def _brightest_patch(pixel_values: torch.Tensor, patch: int) -> tuple[int, int]:
+    brightness = torch.nn.functional.avg_pool2d(pixel_values[0].mean(0, keepdim=True), patch)[0]
+    row, col = divmod(int(brightness.argmax()), brightness.shape[1])
+    return row, col
+
+
+@pytest.mark.parametrize("processor", [
+    CLIPImageProcessor(),  # git-base: shortest edge 224, centre crop 224
+    CLIPImageProcessor(size={"height": 224, "width": 224}, do_center_crop=False),  # square resize, no crop
+    CLIPImageProcessor(size={"height": 384, "width": 384}, do_center_crop=False),  # blip-base's geometry
+], ids=["centre-crop", "square-224", "square-384"])
+@pytest.mark.parametrize("size", [(640, 400), (300, 500)])
+def test_a_patch_lands_on_the_pixels_it_came_from(processor, size):
+    """A white square on a wide or tall image: the patch the processor put it in, mapped back
+    through the geometry, covers the square."""
+    width, height = size
+    image = Image.new("RGB", size)
+    box = (int(width * 0.40), int(height * 0.30), int(width * 0.40) + 48, int(height * 0.30) + 48)
+    ImageDraw.Draw(image).rectangle(box, fill="white")
+    geometry = input_geometry(processor, size, patch_size=16)
+    pixel_values = processor(images=[image], return_tensors="pt").pixel_values
+    assert geometry.grid == (pixel_values.shape[-2] // 16, pixel_values.shape[-1] // 16)
+    one_hot = np.zeros(geometry.grid, dtype=np.float32)
+    one_hot[_brightest_patch(pixel_values, 16)] = 1.0
+    layer = np.nan_to_num(heat_layer(one_hot, geometry, size))
+    y, x = np.unravel_index(layer.argmax(), layer.shape)
+    assert box[0] - 8 <= x <= box[2] + 8 and box[1] - 8 <= y <= box[3] + 8
+
+
+def test_the_centre_crop_leaves_the_sides_of_a_wide_image_unmapped():
+    geometry = input_geometry(CLIPImageProcessor(), (640, 400), patch_size=16)
+    assert geometry.box == pytest.approx((120 / 640, 0.0, 520 / 640, 1.0), abs=1 / 640)
+    layer = heat_layer(np.ones(geometry.grid, dtype=np.float32), geometry, (640, 400))
+    assert np.isnan(layer[:, :110]).all() and np.isnan(layer[:, 530:]).all() and not np.isnan(layer[:, 130:510]).any()
