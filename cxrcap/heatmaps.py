@@ -168,13 +168,12 @@ def compute_heatmaps(
             f"{captioner.label} runs in int8, whose layers give no gradients: use the raw attention method"
         )
     processor, model = captioner.processor, captioner.model
-    token_ids = processor.tokenizer(caption, add_special_tokens=False).input_ids
-    if not token_ids:
+    input_ids = caption_input_ids(captioner, caption)
+    if input_ids.shape[1] < 2:
         raise HeatmapsUnavailable(f"{captioner.label}: the caption is empty, there is nothing to explain")
     patch_size = model.config.vision_config.patch_size
     geometry = input_geometry(processor.image_processor, image.size, patch_size)
     pixel_values = captioner.preprocess([image]).to(captioner.device, captioner.dtype)
-    input_ids = torch.tensor([[_start_token(model, family), *token_ids]], device=captioner.device)
     patch_maps = _TOKEN_MAPS[family](model, pixel_values, input_ids, method)
     rows, cols = geometry.grid
     if patch_maps.shape[1] != rows * cols:
@@ -183,7 +182,7 @@ def compute_heatmaps(
             f"{rows}x{cols} grid"
         )
     token_maps = _normalised(patch_maps.float().cpu().numpy().reshape(-1, rows, cols))
-    tokens = processor.tokenizer.convert_ids_to_tokens(token_ids)
+    tokens = processor.tokenizer.convert_ids_to_tokens(input_ids[0, 1:].tolist())
     words, word_tokens = group_word_pieces(tokens)
     word_maps = _normalised(np.stack([token_maps[indices].mean(axis=0) for indices in word_tokens]))
     return Heatmaps(captioner.variant.id, method, tokens, words, word_tokens, token_maps, word_maps, geometry)
@@ -221,9 +220,13 @@ def _normalised(maps: np.ndarray) -> np.ndarray:
     return np.divide(maps, peaks, out=np.zeros_like(maps), where=peaks > 0).astype(np.float32)
 
 
-def _start_token(model, family: str) -> int:
-    """The token generate() starts a caption with: GIT's [CLS], BLIP's [DEC]."""
-    return model.config.bos_token_id if family == "git" else model.config.text_config.bos_token_id
+def caption_input_ids(captioner: Captioner, caption: str) -> torch.Tensor:
+    """(1, 1 + tokens): the caption's tokens after the one generate() starts with (GIT's [CLS],
+    BLIP's [DEC]), as the teacher-forced forward pass reads them."""
+    config = captioner.model.config
+    start = config.bos_token_id if captioner.variant.family == "git" else config.text_config.bos_token_id
+    token_ids = captioner.processor.tokenizer(caption, add_special_tokens=False).input_ids
+    return torch.tensor([[start, *token_ids]], device=captioner.device)
 
 
 def _per_token_gradients(targets: torch.Tensor, attentions: Sequence[torch.Tensor]) -> list[torch.Tensor]:

@@ -69,3 +69,18 @@ def test_extra_model_adds_a_fifth_row_with_its_notes(cxr_image):
     assert len(extra["caption"].split()) <= 8 and "Describe the findings" not in extra["caption"]
     assert extra["notes"] == ["Not part of the study", "Model: tiny random Gemma 3 (MedGemma's architecture)",
                               "Licence: mit", "Prompt: Describe the findings of this chest X-ray in one sentence."]
+def test_heatmaps_writes_a_png_and_the_issues_json_per_image_and_variant(cxr_image, tmp_path):
+    done = run_cli("caption", str(cxr_image), "--tiny-random", "--variants", "git-base,blip-base",
+                   "--max-new-tokens", "6", "--beams", "2", "--heatmaps", str(tmp_path), "--json")
+    assert done.returncode == 0, done.stderr
+    for row, grid in zip(json.loads(done.stdout), ([14, 14], [24, 24])):
+        stem = tmp_path / f"{cxr_image.stem}-{row['variant']}"
+        assert row["heatmaps"] == str(stem.with_suffix(".png")) and row["heatmaps_error"] is None
+        assert stem.with_suffix(".png").stat().st_size > 10_000
+        maps = json.loads(stem.with_suffix(".json").read_text())
+        assert list(maps) == ["variant", "method", "grid", "tokens", "words", "maps"]
+        assert maps["variant"] == row["variant"] and maps["method"] == "relevance" and maps["grid"] == grid
+        assert len(maps["maps"]) == len(maps["words"]) >= 1 and len(maps["tokens"]) >= len(maps["words"])
+        for word_map in maps["maps"]:
+            assert [len(word_map), len(word_map[0])] == grid
+            assert max(max(line) for line in word_map) == 1.0 and min(min(line) for line in word_map) >= 0.0

@@ -250,3 +250,35 @@ def test_the_extra_model_is_a_row_with_its_notes_and_only_its_answer_scored(cxr_
     markdown = (out / "results.md").read_text()
     assert "- Not part of the study" in markdown and "- Licence: mit" in markdown
     assert "- Prompt: Describe the findings of this chest X-ray in one sentence." in markdown
+def test_heatmaps_add_each_models_finding_words_to_the_qualitative_figure(tiny_report, cxr_examples_dir, tmp_path):
+    out, _ = tiny_report
+    edited = read_predictions(out)
+    for row in edited:
+        row["git-base"] = "small left pleural effusion and cardiomegaly"
+        row["blip-base"] = "no acute findings"
+    source = tmp_path / "predictions.csv"
+    with source.open("w", newline="", encoding="utf-8") as file:
+        writer = csv.DictWriter(file, fieldnames=list(edited[0]))
+        writer.writeheader()
+        writer.writerows(edited)
+    plain, with_maps = tmp_path / "plain", tmp_path / "heatmaps"
+    common = ("--tiny-random", "--limit", "2", "--from-predictions", str(source))
+    assert report(cxr_examples_dir, plain, *common) == 0
+    assert report(cxr_examples_dir, with_maps, *common, "--heatmaps", "--heatmap-method", "attention") == 0
+    with Image.open(plain / "qualitative.png") as before, Image.open(with_maps / "qualitative.png") as after:
+        assert after.width > before.width * 1.3  # a third column of overlays
+
+
+def test_finding_word_overlays_name_the_words_and_say_why_when_there_are_none(cxr_examples_dir):
+    from cxrcap.captioner import build_captioners
+    from cxrcap.report import EvaluationSet, Row, finding_word_overlays
+
+    image = Image.open(next((cxr_examples_dir / "images").glob("*.jpg"))).convert("RGB")
+    evaluation = EvaluationSet(["x"], ["reference"], [image], [""], [], {})
+    captioners = build_captioners(["git-base", "blip-base"], tiny_random=True)
+    rows = [Row("git-base", "GIT base", "model"), Row("blip-base", "BLIP base", "model")]
+    predictions = {"git-base": ["left effusion, cardiomegaly and effusion"], "blip-base": ["no acute findings"]}
+    (panel,) = finding_word_overlays(captioners, evaluation, predictions, rows, 4, "attention")
+    assert [word for word, _ in panel["git-base"]] == ["effusion", "cardiomegaly"]
+    assert all(overlay.size == image.size for _, overlay in panel["git-base"])
+    assert panel["blip-base"] == "the caption names no finding"
