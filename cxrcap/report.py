@@ -46,8 +46,7 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from . import __version__, data, metrics
-from . import heatmaps
+from . import __version__, data, heatmaps, metrics
 from .captioner import (
     UNTRAINED_NOTE,
     Captioner,
