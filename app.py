@@ -29,6 +29,7 @@ from cxrcap.app.cards import CSS, render_cards  # noqa: E402
 from cxrcap.app.comparison import Comparison  # noqa: E402
 from cxrcap.app.examples import Example, examples_folder, load_examples  # noqa: E402
 from cxrcap.app.review_form import REVIEW_CSS, ReviewDesk, ReviewForm  # noqa: E402
+from cxrcap.app.heatmap_view import HeatmapPanel, HeatmapView  # noqa: E402
 from cxrcap.app.upload import xray_upload  # noqa: E402
 from cxrcap.images import DICOM_SUFFIXES, ImageError  # noqa: E402
 from cxrcap.report import OUTPUT_FILES  # noqa: E402
@@ -169,6 +170,8 @@ def build_demo(service: CaptionService, examples: list[Example], results_dir: Pa
                 with gr.Column(scale=3, elem_id="caption-outputs"):
                     cards = gr.HTML(show(None), elem_id="cards")
                     review_form = ReviewForm(desk, service.variant_ids)
+                    heatmaps = HeatmapPanel(HeatmapView(service.captioners_for), service.variant_ids,
+                                            image_state, comparison_state)
                     with gr.Accordion("Raw results (JSON)", open=False):
                         raw = gr.JSON(label="Rows")
             if examples:
@@ -205,7 +208,10 @@ def build_demo(service: CaptionService, examples: list[Example], results_dir: Pa
                                             api_visibility="private"))
         review_form.close_on([upload.upload, run.click])  # a gallery example's (cached) captions replace it at once
         review_form.follow(captioned, comparison_state, image_digest)
-        export.click(shows_user_errors(service.export), [image_state, comparison_state, credit_state], [exported], api_visibility="private")
+        for event in captioned:
+            heatmaps.after(event)
+        export.click(shows_user_errors(heatmaps.exporting(service.export)),
+                     [image_state, comparison_state, credit_state, heatmaps.picture], [exported], api_visibility="private")
         # The API for gradio_client: one file in, one row per variant out (no browser state):
         # Client(url).predict(handle_file(path), ground_truth, 1, 30, api_name="/caption")
         with gr.Row(visible=False):

@@ -224,3 +224,23 @@ def test_card_titles_are_drawn_in_one_font(browser, app_url, cxr_image, width, h
         assert len(fonts) == 1, (text.get("nodeValue"), fonts)  # one face for every letter of "BLIP base"
     page.locator("#cards .cx-card h3").nth(2).screenshot(path=str(SCREENSHOTS / f"card-title-{width}.png"))
     page.close()
+
+
+def test_clicking_a_word_overlays_its_heatmap(browser, app_url, cxr_image):
+    page = browser.new_page(viewport={"width": 1366, "height": 900})
+    page.goto(app_url)
+    expect(page.get_by_text("never clinical decisions").first).to_be_visible(timeout=30_000)
+    expect(page.locator("#heatmaps")).to_be_hidden()  # the default view stays as simple as before
+    page.locator("input[type=file]").first.set_input_files(str(cxr_image))
+    expect(page.locator("#cards .cx-caption")).to_have_count(4, timeout=60_000)
+
+    page.locator("#show-heatmaps input[type=checkbox]").check()
+    first_word = page.locator("#words-git-base label").first
+    expect(first_word).to_be_visible(timeout=120_000)
+    expect(page.locator("#heatmap-overlay img")).to_have_count(0)
+    first_word.click()
+    expect(page.locator("#heatmap-overlay img")).to_have_count(1, timeout=60_000)
+    expect(page.get_by_text("not evidence of a finding").first).to_be_visible()
+    page.locator("#heatmap-overlay").scroll_into_view_if_needed()
+    page.screenshot(path=str(SCREENSHOTS / "heatmap-1366.png"), full_page=True)
+    page.close()

@@ -1,0 +1,232 @@
+"""The app's heatmap view: click a word of a caption, see where that variant looked for it.
+
+Off by default ("Show heatmaps"): with it off nothing is computed and captioning is untouched.
+With it on, once the captions are in, each variant's maps are computed once (`cxrcap.heatmaps`,
+one teacher-forced pass per caption) and kept in a small cache, so clicks and the opacity slider
+only redraw. A click shows the word's map over the X-ray, with a colour scale, the method and
+the explanation-aid disclaimer drawn into the picture (so a downloaded slide carries them too),
+and the same word's map for every other variant that also said it. A variant without maps (not
+loaded, no caption, or a method it cannot run) says why under its name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import textwrap
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from ..captioner import Captioner, VariantUnavailable
+from ..heatmaps import (
+    COLOUR_MAP,
+    DEFAULT_METHOD,
+    DISCLAIMER,
+    METHOD_LABELS,
+    METHODS,
+    Heatmaps,
+    HeatmapsUnavailable,
+    compute_heatmaps,
+    overlay,
+)
+from ..variants import VARIANTS
+from .comparison import Comparison
+
+CACHE_ENTRIES = 64  # one per (image, variant, caption, method, weights): a few people's recent clicks
+SHOWN_SIZE = 640  # the overlay's longer side in pixels: sharp on a projector, quick to redraw
+LEGEND = "0 = not relevant ... 1 = this word's most relevant patch"
+
+
+@dataclass(frozen=True)
+class Pick:
+    """The word whose map is on show: a variant and the index of the word in its caption."""
+
+    variant_id: str
+    word_index: int
+
+
+class HeatmapView:
+    """Maps for the captions on show, computed on request and cached; pictures of them."""
+
+    def __init__(self, captioners_for):
+        self._captioners_for = captioners_for  # int8 -> {variant id: Captioner}, as the service captions
+        self._cache: OrderedDict[tuple, Heatmaps | str] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def maps_for(self, image: Image.Image, comparison: Comparison, method: str) -> dict[str, Heatmaps | str]:
+        """Every variant of the comparison: its maps, or a sentence saying why there are none."""
+        fingerprint = hashlib.sha1(image.tobytes()).hexdigest()
+        shown = {}
+        for variant_id, outcome in comparison.ordered():
+            result = outcome.result
+            if result.caption is None:
+                shown[variant_id] = "no caption, so no heatmaps"
+                continue
+            key = (fingerprint, variant_id, result.caption, method, result.int8)
+            with self._lock:
+                known = self._cache.get(key)
+            if known is None:
+                known = self._compute(self._captioners_for(result.int8)[variant_id], image, result.caption, method)
+                with self._lock:
+                    self._cache[key] = known
+                    while len(self._cache) > CACHE_ENTRIES:
+                        self._cache.popitem(last=False)
+            shown[variant_id] = known
+        return shown
+
+    @staticmethod
+    def _compute(captioner: Captioner, image: Image.Image, caption: str, method: str) -> Heatmaps | str:
+        try:
+            return compute_heatmaps(captioner, image, caption, method)
+        except (HeatmapsUnavailable, VariantUnavailable) as error:
+            return f"no heatmaps: {error}"
+
+
+def word_choices(maps: Heatmaps | str) -> list[tuple[str, str]]:
+    """(word, index) pairs for a variant's clickable words; none when it has no maps."""
+    return [] if isinstance(maps, str) else [(word, str(i)) for i, word in enumerate(maps.words)]
+
+
+def picture(image: Image.Image, maps: Heatmaps, word_index: int, opacity: float) -> Image.Image:
+    """The X-ray under one word's map, with the word, the variant, the method, the colour scale
+    and the disclaimer drawn below it."""
+    shown = image.convert("RGB")
+    shown.thumbnail((SHOWN_SIZE, SHOWN_SIZE))
+    blended = overlay(shown, maps.word_maps[word_index], maps.geometry, opacity)
+    label = VARIANTS[maps.variant_id].label
+    lines = [f'"{maps.words[word_index]}" - {label} - {METHOD_LABELS[maps.method]}', DISCLAIMER]
+    return _with_legend(blended, lines)
+
+
+def same_word_pictures(
+    image: Image.Image, all_maps: dict[str, Heatmaps | str], pick: Pick, opacity: float
+) -> list[tuple[Image.Image, str]]:
+    """The picked word's map for every other variant that also said it, captioned by variant."""
+    picked = all_maps[pick.variant_id]
+    word = picked.words[pick.word_index]
+    pictures = []
+    for variant_id, maps in all_maps.items():
+        if variant_id == pick.variant_id or isinstance(maps, str):
+            continue
+        index = next((i for i, said in enumerate(maps.words) if said.lower() == word.lower()), None)
+        if index is not None:
+            pictures.append((picture(image, maps, index, opacity), f'{VARIANTS[variant_id].label}: "{maps.words[index]}"'))
+    return pictures
+
+
+def _font(size: int) -> ImageFont.ImageFont:
+    return ImageFont.load_default(size=size)
+
+
+def _with_legend(blended: Image.Image, lines: list[str]) -> Image.Image:
+    """The picture with a strip below: the colour scale (0 to 1) and the given lines of text."""
+    from matplotlib import colormaps
+
+    width, height = blended.size
+    font = _font(20)
+    lines = [part for line in lines for part in textwrap.wrap(line, max(20, width // 11))]
+    bar_height, line_height, margin = 18, 26, 10
+    strip = Image.new("RGB", (width, margin * 3 + bar_height + line_height * (len(lines) + 1)), "white")
+    draw = ImageDraw.Draw(strip)
+    ramp = (colormaps[COLOUR_MAP](np.linspace(0, 1, width - 2 * margin))[:, :3] * 255).astype(np.uint8)
+    strip.paste(Image.fromarray(np.repeat(ramp[None], bar_height, axis=0)), (margin, margin))
+    y = margin + bar_height + 2
+    draw.text((margin, y), LEGEND, fill="black", font=font)
+    for i, line in enumerate(lines):
+        colour = "#a00000" if line in DISCLAIMER else "black"  # the disclaimer in red
+        draw.text((margin, y + line_height * (i + 1)), line, fill=colour, font=font)
+    combined = Image.new("RGB", (width, height + strip.height), "white")
+    combined.paste(blended, (0, 0))
+    combined.paste(strip, (0, height))
+    return combined
+
+
+# ---------------------------------------------------------------- the panel in the app
+
+
+class HeatmapPanel:
+    """The heatmap controls under the cards (built inside the app's Blocks) and their handlers."""
+
+    def __init__(self, view: HeatmapView, variant_ids: list[str], image_state, comparison_state):
+        import gradio as gr
+
+        self.view, self.variant_ids = view, list(variant_ids)
+        self.show = gr.Checkbox(False, label="Show heatmaps", elem_id="show-heatmaps",
+                                info="Where each word of a caption looks on the X-ray: click a word (computed on request).")
+        with gr.Column(visible=False, elem_id="heatmaps") as self.panel:
+            gr.Markdown(f"**{DISCLAIMER}** Each map is relative to its own maximum; it is not a detection.")
+            self.method = gr.Radio([(METHOD_LABELS[m], m) for m in METHODS], value=DEFAULT_METHOD, label="Method")
+            with gr.Row():
+                self.pickers = [gr.Radio([], label=f"{VARIANTS[vid].label}: click a word", elem_classes="cx-words",
+                                         elem_id=f"words-{vid}") for vid in self.variant_ids]
+            self.opacity = gr.Slider(0.1, 0.9, value=0.5, step=0.05, label="Overlay opacity")
+            with gr.Row():
+                self.picture = gr.Image(label="Heatmap of the clicked word", type="pil", interactive=False,
+                                        elem_id="heatmap-overlay", height=520)
+                self.others = gr.Gallery(label="The same word, other variants that said it", columns=3, height=520,
+                                         object_fit="contain", elem_id="heatmap-others")
+        self.pick = gr.State(None)
+        self.refresh_inputs = [self.show, image_state, comparison_state, self.method]
+        self.refresh_outputs = [self.panel, *self.pickers, self.picture, self.others, self.pick]
+        for control in (self.show, self.method):
+            control.change(self.refresh, self.refresh_inputs, self.refresh_outputs, api_visibility="private")
+        for variant_id, picker in zip(self.variant_ids, self.pickers):
+            picker.select(self._on_pick(variant_id), [picker, image_state, comparison_state, self.method, self.opacity],
+                          [*self.pickers, self.picture, self.others, self.pick], api_visibility="private")
+        self.opacity.release(self.redraw, [self.pick, image_state, comparison_state, self.method, self.opacity],
+                             [self.picture, self.others], api_visibility="private")
+
+    def refresh(self, show: bool, image, comparison: Comparison | None, method: str):
+        """Hidden and idle when off; when on, every variant's words (or why it has none)."""
+        import gradio as gr
+
+        cleared = [None, [], None]
+        if not show:
+            return gr.update(visible=False), *[gr.update() for _ in self.pickers], *cleared
+        all_maps = self.view.maps_for(image, comparison, method) if image is not None and comparison else {}
+        updates = []
+        for variant_id in self.variant_ids:
+            maps = all_maps.get(variant_id, "caption an X-ray first")
+            reason = maps if isinstance(maps, str) else None
+            updates.append(gr.update(choices=word_choices(maps), value=None, info=reason))
+        return gr.update(visible=True), *updates, *cleared
+
+    def _on_pick(self, variant_id: str):
+        def on_pick(word_index, image, comparison, method, opacity):
+            import gradio as gr
+
+            pick = Pick(variant_id, int(word_index))
+            shown, others = self._pictures(pick, image, comparison, method, opacity)
+            cleared = [gr.update() if vid == variant_id else gr.update(value=None) for vid in self.variant_ids]
+            return *cleared, shown, others, pick
+
+        return on_pick
+
+    def redraw(self, pick: Pick | None, image, comparison, method, opacity):
+        if pick is None or image is None or comparison is None:
+            return None, []
+        return self._pictures(pick, image, comparison, method, opacity)
+
+    def _pictures(self, pick: Pick, image, comparison, method, opacity):
+        all_maps = self.view.maps_for(image, comparison, method)
+        maps = all_maps[pick.variant_id]
+        if isinstance(maps, str):
+            return None, []
+        return picture(image, maps, pick.word_index, opacity), same_word_pictures(image, all_maps, pick, opacity)
+
+    def after(self, event) -> None:
+        """Once a caption event has finished: the new captions' words (nothing when heatmaps are off)."""
+        event.then(self.refresh, self.refresh_inputs, self.refresh_outputs, api_visibility="private")
+
+    @staticmethod
+    def exporting(export):
+        """`export(image, comparison, credit)` with the heatmap picture on show, if any, as the slide's
+        X-ray (it carries its word, method, colour scale and disclaimer)."""
+
+        def export_shown(image, comparison, credit, shown):
+            return export(shown if image is not None and shown is not None else image, comparison, credit)
+
+        return export_shown
