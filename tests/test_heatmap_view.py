@@ -21,7 +21,8 @@ def xray(cxr_image) -> Image.Image:
 
 @pytest.fixture(scope="module")
 def captioners(tiny_sources) -> dict[str, Captioner]:
-    """blip-base-ft in int8: its layers give no gradients, so the default method cannot run on it."""
+    """blip-base-ft in int8: its layers give no gradients, so the default method cannot run on it;
+    git-base-ft is not there at all."""
     made = {vid: Captioner(vid, tiny_sources[vid], untrained=True) for vid in ("git-base", "blip-base")}
     made["blip-base-ft"] = Captioner("blip-base-ft", tiny_sources["blip-base-ft"], untrained=True, quantize_int8=True)
     made["git-base-ft"] = Captioner("git-base-ft", "/no/such/checkpoint")

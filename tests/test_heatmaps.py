@@ -8,6 +8,7 @@ from PIL import Image, ImageDraw
 from transformers import CLIPImageProcessor
 
 from cxrcap.captioner import Captioner, DecodeSettings
+from cxrcap.extra import ExtraCaptioner
 from cxrcap.heatmaps import (
     METHODS,
     RAW_LAYERS,
@@ -120,6 +121,9 @@ def test_what_cannot_have_maps_says_why(captioners, xray, tiny_sources):
     with pytest.raises(HeatmapsUnavailable, match="int8"):
         compute_heatmaps(int8, xray, CAPTION, "relevance")
     assert compute_heatmaps(int8, xray, CAPTION, "attention").word_maps.shape[0] == 5
+    extra = ExtraCaptioner.named("tiny", tiny_random=True)  # the fifth slot: a family without maps
+    with pytest.raises(HeatmapsUnavailable, match="not implemented for vlm models"):
+        compute_heatmaps(extra, xray, CAPTION)
     with pytest.raises(ValueError, match="unknown heatmap method"):
         compute_heatmaps(captioners["git-base"], xray, CAPTION, "saliency")
 
