@@ -112,8 +112,9 @@ def plot_qualitative(
     widths = [1, 1.4] + ([1.5] if word_overlays else [])
     with rc_context(PROJECTOR_STYLE):
         figure = Figure(figsize=(16 + 9 * bool(word_overlays), sum(heights) + 1.2), layout="constrained")
-        grid = figure.add_gridspec(n, len(widths), width_ratios=widths, height_ratios=heights)
-        overlay_axes = []
+        # With overlays, a last thin row holds their colour scale under the overlays' column.
+        rows_heights = heights + ([0.5] if word_overlays else [])
+        grid = figure.add_gridspec(len(rows_heights), len(widths), width_ratios=widths, height_ratios=rows_heights)
         for i, blocks in enumerate(panels):
             image_ax, text_ax = figure.add_subplot(grid[i, 0]), figure.add_subplot(grid[i, 1])
             thumbnail = evaluation.images[i].copy()
@@ -134,7 +135,7 @@ def plot_qualitative(
                     offset += line * (text.count("\n") + 1)
                 offset += line / 2
             if word_overlays:
-                overlay_axes += _draw_word_overlays(figure, grid[i, 2], models, word_overlays[i])
+                _draw_word_overlays(figure, grid[i, 2], models, word_overlays[i])
         titles = []
         if any(row.untrained for row in models):
             titles.append("Captions from UNTRAINED tiny random weights: noise, not real captions")
@@ -142,17 +143,15 @@ def plot_qualitative(
             titles.append(f"Finding words' heatmaps: {heatmaps.METHOD_LABELS[method]}. {heatmaps.DISCLAIMER}")
         if titles:
             figure.suptitle("\n".join(titles), color="#b00000")
-        if overlay_axes:
-            _colour_bar(figure, overlay_axes)
+        if word_overlays:
+            _colour_bar(figure, cax=figure.add_subplot(grid[n, 2]), orientation="horizontal")
         _save(figure, stem)
 
 
-def _draw_word_overlays(figure: Figure, cell, models: list, overlays: dict) -> list:
-    """One row per model in `cell`: its finding words' overlays, or why there are none; returns
-    the overlays' axes."""
+def _draw_word_overlays(figure: Figure, cell, models: list, overlays: dict) -> None:
+    """One row per model in `cell`: its finding words' overlays, or why there are none."""
     columns = max([len(value) for value in overlays.values() if not isinstance(value, str)] + [1])
     cells = cell.subgridspec(len(models), columns)
-    drawn = []
     for r, row in enumerate(models):
         shown = overlays.get(row.name, "no caption")
         if isinstance(shown, str):
@@ -168,19 +167,18 @@ def _draw_word_overlays(figure: Figure, cell, models: list, overlays: dict) -> l
             ax.set_xticks([])
             ax.set_yticks([])
             ax.set_title(f"{row.display_label}: {word}", fontsize=12, color=VARIANT_COLOURS[row.name])
-            drawn.append(ax)
-    return drawn
 
 
-def _colour_bar(figure: Figure, axes) -> None:
-    """The overlays' colour scale: each map relative to its own maximum."""
+def _colour_bar(figure: Figure, **placement) -> None:
+    """The overlays' colour scale (each map relative to its own maximum), placed as
+    `Figure.colorbar`'s keyword arguments say."""
     from matplotlib import colormaps
     from matplotlib.cm import ScalarMappable
     from matplotlib.colors import Normalize
 
     mappable = ScalarMappable(Normalize(0, 1), colormaps[heatmaps.COLOUR_MAP])
-    bar = figure.colorbar(mappable, ax=axes, location="bottom", shrink=0.5, aspect=40)
-    bar.set_label("relevance of the patch for the word (0 = none, 1 = the word's maximum)")
+    bar = figure.colorbar(mappable, **placement)
+    bar.set_label("patch relevance for the word (1 = its maximum)")
 
 
 def plot_word_heatmaps(image: Image.Image, maps: heatmaps.Heatmaps, label: str, path: Path, untrained: bool) -> None:
@@ -201,5 +199,5 @@ def plot_word_heatmaps(image: Image.Image, maps: heatmaps.Heatmaps, label: str, 
         if untrained:
             title += "\nUNTRAINED tiny random weights: noise, not a real caption"
         figure.suptitle(title, color="#b00000" if untrained else "black")
-        _colour_bar(figure, axes)
+        _colour_bar(figure, ax=axes, location="bottom", shrink=0.5, aspect=40)
         figure.savefig(path, dpi=100)
