@@ -2,7 +2,7 @@
 maps, and whether memory stays flat over many requests with heatmaps on.
 
     python benchmarks/heatmap_cost.py                              # git-base and blip-base, 50 requests
-    python benchmarks/heatmap_cost.py --variants git-base --repeats 1 --requests 3   # a smoke test
+    python benchmarks/heatmap_cost.py --tiny-random --repeats 1 --requests 3   # a smoke test of the script
 
 Base-size random variants (`cxrcap.tiny.tiny_sources(base_size=True)`: git-base and
 blip-image-captioning-base shapes and vocabulary size). Random weights almost never emit eos, so
@@ -45,15 +45,17 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="timed map computations per method (default 3)")
     parser.add_argument("--requests", type=int, default=50, help="requests with heatmaps on for the RSS check")
     parser.add_argument("--max-new-tokens", type=int, default=30)
+    parser.add_argument("--tiny-random", action="store_true", help="tiny weights: checks the script, measures nothing")
     args = parser.parse_args()
     quiet_library_logs()
     variant_ids = parse_variant_ids(args.variants)
-    sources = tiny_sources(variant_ids, base_size=True)
+    sources = tiny_sources(variant_ids, base_size=not args.tiny_random)
     paths = sorted(EXAMPLES.glob("*.jpg"))
     images = [load_image(path) for path in paths]
     settings = DecodeSettings(max_new_tokens=args.max_new_tokens)
     print(f"{os.cpu_count()} CPUs, torch {torch.__version__} on {torch.get_num_threads()} threads, "
-          f"load average {os.getloadavg()[0]:.2f}; base-size random weights; {len(images)} X-rays")
+          f"load average {os.getloadavg()[0]:.2f}; {'tiny' if args.tiny_random else 'base-size'} random weights; "
+          f"{len(images)} X-rays")
     captioners = {vid: Captioner(vid, sources[vid]) for vid in variant_ids}
 
     print("\n| variant | caption tokens | caption (s) | " + " | ".join(f"+{m} (s)" for m in METHODS) + " | target |")
