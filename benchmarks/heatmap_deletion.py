@@ -29,9 +29,10 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from cxrcap.captioner import Captioner, DecodeSettings, build_captioners, quiet_library_logs  # noqa: E402
+from cxrcap.captioner import Captioner, DecodeSettings, quiet_library_logs  # noqa: E402
 from cxrcap.heatmaps import METHODS, caption_input_ids, compute_heatmaps  # noqa: E402
 from cxrcap.images import load_image  # noqa: E402
+from cxrcap.lineup import build_captioners  # noqa: E402
 from cxrcap.tiny import tiny_sources  # noqa: E402
 from cxrcap.variants import parse_variant_ids  # noqa: E402
 

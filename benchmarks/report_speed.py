@@ -34,8 +34,9 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from cxrcap.captioner import Captioner, DecodeSettings, build_captioners, pick_device, quiet_library_logs
+from cxrcap.captioner import Captioner, DecodeSettings, pick_device, quiet_library_logs
 from cxrcap.images import load_image
+from cxrcap.lineup import build_captioners
 from cxrcap.report import default_batch_size, generate_in_batches, preprocess
 from cxrcap.tiny import tiny_sources
 from cxrcap.variants import parse_variant_ids

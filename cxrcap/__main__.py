@@ -12,11 +12,11 @@ from .captioner import (
     UNTRAINED_NOTE,
     DecodeSettings,
     VariantUnavailable,
-    build_captioners,
     quiet_library_logs,
     stream_captions,
 )
 from .images import ImageError, load_image
+from .lineup import build_captioners
 from .variants import EXTRA_ID, VARIANT_IDS, VARIANTS, parse_variant_ids
 
 

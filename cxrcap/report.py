@@ -52,12 +52,12 @@ from .captioner import (
     Captioner,
     DecodeSettings,
     VariantUnavailable,
-    build_captioners,
     cap_caption,
     pick_device,
     pick_dtype,
 )
 from .images import ImageError, load_image
+from .lineup import build_captioners
 from .variants import VARIANT_IDS, parse_variant_ids
 
 PREDICTIONS_FILE = "predictions.csv"

@@ -15,8 +15,9 @@ from PIL import Image
 from transformers import BertConfig, BertModel
 
 from cxrcap import captioner as captioner_module
-from cxrcap.captioner import DecodeSettings, VariantUnavailable, build_captioners, cap_caption, stream_captions
+from cxrcap.captioner import DecodeSettings, VariantUnavailable, cap_caption, stream_captions
 from cxrcap.extra import DEFAULT_PROMPT, TASK_PROMPTS, ExtraCaptioner, WeightsSize, check_fits, weights_size
+from cxrcap.lineup import build_captioners
 from cxrcap.tiny_vlm import ARCHITECTURES, tiny_vlm_source
 from cxrcap.variants import VARIANT_IDS
 from processes import REPO, run_python

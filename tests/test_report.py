@@ -270,7 +270,7 @@ def test_heatmaps_add_each_models_finding_words_to_the_qualitative_figure(tiny_r
 
 
 def test_finding_word_overlays_name_the_words_and_say_why_when_there_are_none(cxr_examples_dir):
-    from cxrcap.captioner import build_captioners
+    from cxrcap.lineup import build_captioners
     from cxrcap.report import EvaluationSet, Row, finding_word_overlays
 
     image = Image.open(next((cxr_examples_dir / "images").glob("*.jpg"))).convert("RGB")

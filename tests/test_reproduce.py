@@ -9,8 +9,9 @@ import pytest
 
 from cxrcap import reproduce
 from cxrcap.__main__ import main
-from cxrcap.captioner import DecodeSettings, build_captioners
+from cxrcap.captioner import DecodeSettings
 from cxrcap.images import load_image
+from cxrcap.lineup import build_captioners
 from cxrcap.variants import VARIANT_IDS, get_variant
 from hub_mirrors import KEPT, study_mirror
 

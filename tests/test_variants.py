@@ -5,7 +5,8 @@ from transformers import BlipForConditionalGeneration, BlipProcessor, GitForCaus
 
 from processes import run_python
 
-from cxrcap.captioner import MODEL_CLASSES, Captioner, VariantUnavailable, build_captioners
+from cxrcap.captioner import MODEL_CLASSES, Captioner, VariantUnavailable
+from cxrcap.lineup import build_captioners
 from cxrcap.variants import VARIANT_IDS, VARIANTS, get_variant, parse_variant_ids
 
 

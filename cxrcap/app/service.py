@@ -18,13 +18,14 @@ from PIL import Image
 
 from .. import metrics
 from ..captioner import (
-    Captioner, DecodeSettings, VariantUnavailable, build_captioners, env_flag, pick_device,
+    Captioner, DecodeSettings, VariantUnavailable, env_flag, pick_device,
     stream_captions, warm_up,
 )
 from . import scratch, zerogpu
 from .example_cache import ExampleCache, caption_examples, cached_then_live, image_digest
 from .comparison import Comparison, clean_ground_truth
 from ..images import ImageError, load_image
+from ..lineup import build_captioners
 from ..wordnet import WordNetMissingError
 
 log = logging.getLogger(__name__)
