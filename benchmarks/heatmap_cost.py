@@ -62,16 +62,16 @@ def main() -> None:
     print("|---|---|---|" + "---|" * len(METHODS) + "---|")
     for vid, captioner in captioners.items():
         start = time.perf_counter()
-        (caption,) = captioner.caption([images[0]], settings)
+        ((caption, token_ids),) = captioner.caption_with_ids([images[0]], settings)
         caption_seconds = time.perf_counter() - start
-        n_tokens = len(captioner.processor.tokenizer(caption, add_special_tokens=False).input_ids)
+        n_tokens = len(token_ids)
         medians = []
         for method in METHODS:
-            compute_heatmaps(captioner, images[0], caption, method)  # warm-up
+            compute_heatmaps(captioner, images[0], caption, method, token_ids)  # warm-up
             times = []
             for _ in range(args.repeats):
                 start = time.perf_counter()
-                compute_heatmaps(captioner, images[0], caption, method)
+                compute_heatmaps(captioner, images[0], caption, method, token_ids)
                 times.append(time.perf_counter() - start)
             medians.append(statistics.median(times))
         target = TARGETS[captioner.variant.family]
@@ -84,8 +84,8 @@ def main() -> None:
     for request in range(args.requests):
         image = images[request % len(images)]
         for captioner in captioners.values():
-            (caption,) = captioner.caption([image], settings)
-            compute_heatmaps(captioner, image, caption)
+            ((caption, token_ids),) = captioner.caption_with_ids([image], settings)
+            compute_heatmaps(captioner, image, caption, token_ids=token_ids)
         rss.append(process.memory_info().rss / 2**20)
     print(f"\nRSS over {args.requests} requests with heatmaps on ({', '.join(variant_ids)}): "
           f"{rss[0]:.0f} MiB after the first, {rss[-1]:.0f} MiB after the last "

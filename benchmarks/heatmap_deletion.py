@@ -92,12 +92,12 @@ def main() -> None:
     for vid, captioner in captioners.items():
         drops = {method: ([], [], []) for method in METHODS}  # top, random, top > random
         for image in images:
-            (caption,) = captioner.caption([image], DecodeSettings(max_new_tokens=args.max_new_tokens))
-            input_ids = caption_input_ids(captioner, caption)
+            ((caption, token_ids),) = captioner.caption_with_ids([image], DecodeSettings(max_new_tokens=args.max_new_tokens))
+            input_ids = caption_input_ids(captioner, caption, token_ids)
             pixel_values = captioner.preprocess([image]).to(captioner.device, captioner.dtype)
             before = token_log_probs(captioner, pixel_values, input_ids)
             for method in METHODS:
-                maps = compute_heatmaps(captioner, image, caption, method)
+                maps = compute_heatmaps(captioner, image, caption, method, token_ids)
                 n_blank = max(1, round(args.fraction * maps.grid[0] * maps.grid[1]))
                 for word_map, tokens in zip(maps.word_maps, maps.word_tokens):
                     def drop(patches: torch.Tensor) -> float:

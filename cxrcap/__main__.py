@@ -10,6 +10,7 @@ from pathlib import Path
 from . import data, heatmaps, report, reproduce, reviews
 from .captioner import (
     UNTRAINED_NOTE,
+    CaptionResult,
     DecodeSettings,
     VariantUnavailable,
     quiet_library_logs,
@@ -59,7 +60,7 @@ def caption_images(args: argparse.Namespace) -> int:
                                 result.notes, result.full_text))
             if args.heatmaps and result.caption is not None:
                 captioner = captioners[result.variant_id]
-                results[-1].update(write_heatmaps(args.heatmaps, path, image, captioner, result.caption, args.heatmap_method))
+                results[-1].update(write_heatmaps(args.heatmaps, path, image, captioner, result, args.heatmap_method))
     if args.json:
         print(json.dumps(results, indent=2))
     else:
@@ -67,10 +68,10 @@ def caption_images(args: argparse.Namespace) -> int:
     return 1 if any(row["error"] for row in results) else 0
 
 
-def write_heatmaps(out_dir: Path, path: Path, image, captioner, caption: str, method: str) -> dict:
+def write_heatmaps(out_dir: Path, path: Path, image, captioner, result: CaptionResult, method: str) -> dict:
     """`OUT_DIR/<image stem>-<variant id>.png|.json` for one caption; the row's heatmap fields."""
     try:
-        maps = heatmaps.compute_heatmaps(captioner, image, caption, method)
+        maps = heatmaps.compute_heatmaps(captioner, image, result.caption, method, result.token_ids)
     except (heatmaps.HeatmapsUnavailable, VariantUnavailable) as error:
         return {"heatmaps": None, "heatmaps_error": str(error)}
     from . import figures  # imports matplotlib: only once there is something to draw

@@ -275,9 +275,21 @@ class Captioner:
         """Token ids -> caption texts, special tokens dropped."""
         return [text.strip() for text in self.processor.batch_decode(token_ids, skip_special_tokens=True)]
 
+    def content_ids(self, token_ids: torch.Tensor) -> list[tuple[int, ...]]:
+        """Per row, the caption's own token ids: the ones `decode` keeps (special tokens dropped)."""
+        special = set(self.processor.tokenizer.all_special_ids)
+        return [tuple(i for i in row.tolist() if i not in special) for row in token_ids]
+
+    def caption_with_ids(
+        self, images: Sequence[Image.Image], settings: DecodeSettings = DecodeSettings()
+    ) -> list[tuple[str, tuple[int, ...]]]:
+        """Caption a batch of RGB images; per image, the caption and its token ids (`content_ids`)."""
+        token_ids = self.generate_ids(self.preprocess(images), settings)
+        return list(zip(self.decode(token_ids), self.content_ids(token_ids)))
+
     def caption(self, images: Sequence[Image.Image], settings: DecodeSettings = DecodeSettings()) -> list[str]:
         """Caption a batch of RGB images; returns one caption per image."""
-        return self.decode(self.generate_ids(self.preprocess(images), settings))
+        return [text for text, _ in self.caption_with_ids(images, settings)]
 
     def caption_one(self, image: Image.Image, settings: DecodeSettings = DecodeSettings()) -> tuple[str, float]:
         """Caption one image; returns (caption, seconds taken)."""
@@ -330,9 +342,11 @@ class CaptionResult:
     full_text: str | None = None  # the whole answer, when the caption was cut from it (`cap_caption`)
     notes: tuple[str, ...] = ()  # `Captioner.notes`: the extra slot's model, licence, prompt
     loading: bool = False  # still loading in the background: ask again later
+    token_ids: tuple[int, ...] = ()  # the caption's generated token ids (`Captioner.content_ids`), for heatmaps
 
-    def __post_init__(self):  # notes read back from JSON (the app's example cache) come as a list
+    def __post_init__(self):  # read back from JSON (the app's example cache), these come as lists
         object.__setattr__(self, "notes", tuple(self.notes))
+        object.__setattr__(self, "token_ids", tuple(self.token_ids))
 
 
 def stream_captions(
@@ -365,7 +379,8 @@ def stream_captions(
         failed = functools.partial(CaptionResult, variant_id, None, 0.0, untrained=captioner.untrained, int8=int8,
                                    notes=captioner.notes(settings))
         try:
-            (text,) = captioner.decode(captioner.generate_ids(pixels.of(captioner), settings))
+            token_ids = captioner.generate_ids(pixels.of(captioner), settings)
+            (text,), (ids,) = captioner.decode(token_ids), captioner.content_ids(token_ids)
         except VariantUnavailable as error:
             return failed(error=str(error), unavailable=True, loading=isinstance(error, StillLoading))
         except Exception as error:  # one variant failing must not take the others down
@@ -373,7 +388,8 @@ def stream_captions(
             return failed(error=f"captioning failed ({type(error).__name__}: {_first_line(error)})")
         caption, full_text = cap_caption(text, settings.max_new_tokens)
         return CaptionResult(variant_id, caption, time.perf_counter() - start, untrained=captioner.untrained, int8=int8,
-                             full_text=full_text, notes=captioner.notes(settings))
+                             full_text=full_text, notes=captioner.notes(settings),
+                             token_ids=ids if full_text is None else ())  # a cut caption: its ids are unknown
 
     if workers <= 1 and not background:
         for variant_id, captioner in captioners.items():

@@ -40,9 +40,10 @@ A word's map is the mean of its WordPiece tokens' maps. Every map is normalised 
 maximum is 1 (0 everywhere when nothing was relevant): maps compare places within one word,
 not strengths between words or models. `benchmarks/heatmap_deletion.py` checks faithfulness.
 
-The caption's text is tokenised again for the forward pass (the app and the CLI keep the text,
-not the generated ids); for the tokenisers here, decoded captions tokenise back to the same
-word pieces.
+The forward pass reads the caption's generated token ids (`CaptionResult.token_ids`), so the
+maps are of exactly the tokens the model wrote. A caption known only as text (a report's CSV of
+predictions, an example cached by an older version) is tokenised again; decoded text does not
+always tokenise back to the same pieces (an untrained model's `[unused5]` becomes four tokens).
 
 Every map is an explanation aid, never evidence of a finding (`DISCLAIMER`, shown with each).
 """
@@ -151,9 +152,11 @@ class Heatmaps:
 
 
 def compute_heatmaps(
-    captioner: Captioner, image: Image.Image, caption: str, method: str = DEFAULT_METHOD
+    captioner: Captioner, image: Image.Image, caption: str, method: str = DEFAULT_METHOD,
+    token_ids: Sequence[int] = (),
 ) -> Heatmaps:
-    """The maps of `caption` (as `captioner` wrote it for `image`) by `method`.
+    """The maps of `caption` (as `captioner` wrote it for `image`, with these generated
+    `token_ids` when known; else its text is tokenised) by `method`.
 
     Raises HeatmapsUnavailable (why, in words) when this variant or caption cannot have maps,
     and VariantUnavailable when the variant cannot be loaded.
@@ -168,7 +171,7 @@ def compute_heatmaps(
             f"{captioner.label} runs in int8, whose layers give no gradients: use the raw attention method"
         )
     processor, model = captioner.processor, captioner.model
-    input_ids = caption_input_ids(captioner, caption)
+    input_ids = caption_input_ids(captioner, caption, token_ids)
     if input_ids.shape[1] < 2:
         raise HeatmapsUnavailable(f"{captioner.label}: the caption is empty, there is nothing to explain")
     patch_size = model.config.vision_config.patch_size
@@ -220,12 +223,13 @@ def _normalised(maps: np.ndarray) -> np.ndarray:
     return np.divide(maps, peaks, out=np.zeros_like(maps), where=peaks > 0).astype(np.float32)
 
 
-def caption_input_ids(captioner: Captioner, caption: str) -> torch.Tensor:
-    """(1, 1 + tokens): the caption's tokens after the one generate() starts with (GIT's [CLS],
-    BLIP's [DEC]), as the teacher-forced forward pass reads them."""
+def caption_input_ids(captioner: Captioner, caption: str, token_ids: Sequence[int] = ()) -> torch.Tensor:
+    """(1, 1 + tokens): the caption's tokens (its generated ids, else its text tokenised) after
+    the one generate() starts with (GIT's [CLS], BLIP's [DEC]), as the teacher-forced pass reads them."""
     config = captioner.model.config
     start = config.bos_token_id if captioner.variant.family == "git" else config.text_config.bos_token_id
-    token_ids = captioner.processor.tokenizer(caption, add_special_tokens=False).input_ids
+    if not token_ids:
+        token_ids = captioner.processor.tokenizer(caption, add_special_tokens=False).input_ids
     return torch.tensor([[start, *token_ids]], device=captioner.device)
 
 

@@ -173,8 +173,9 @@ def test_on_a_gpu_the_examples_go_in_one_batch_per_variant_with_the_same_caption
     caption_examples(one_by_one, images, captioners, SETTINGS, batched=False)
     calls = []
     for captioner in captioners.values():
-        real = captioner.caption
-        monkeypatch.setattr(captioner, "caption", lambda images, settings, real=real: calls.append(len(images)) or real(images, settings))
+        real = captioner.caption_with_ids
+        monkeypatch.setattr(captioner, "caption_with_ids",
+                            lambda images, settings, real=real: calls.append(len(images)) or real(images, settings))
     assert caption_examples(batched, images, captioners, SETTINGS, batched=True) == 3 * len(VARIANT_IDS)
     assert calls == [3] * len(VARIANT_IDS)
     for digest in images:

@@ -7,7 +7,7 @@ import torch
 from PIL import Image, ImageDraw
 from transformers import CLIPImageProcessor
 
-from cxrcap.captioner import Captioner, DecodeSettings
+from cxrcap.captioner import Captioner, DecodeSettings, stream_captions
 from cxrcap.extra import ExtraCaptioner
 from cxrcap.heatmaps import (
     METHODS,
@@ -112,6 +112,22 @@ def test_a_beam_search_caption_has_a_map_per_word(captioners, xray, variant_id):
     assert set(payload) == {"variant", "method", "grid", "tokens", "words", "maps"}
     assert payload["method"] == "relevance" and payload["grid"] == list(maps.grid)
     assert np.array(payload["maps"]).shape == (len(payload["words"]), *maps.grid)
+
+
+@pytest.mark.parametrize("variant_id", FAMILIES)
+def test_maps_are_of_the_generated_tokens_not_the_text_tokenised_again(captioners, xray, variant_id):
+    captioner = captioners[variant_id]
+    tokenizer = captioner.processor.tokenizer
+    (result,) = stream_captions({variant_id: captioner}, xray, DecodeSettings(max_new_tokens=12))
+    assert result.token_ids and tokenizer.decode(result.token_ids).strip() == result.caption
+    maps = compute_heatmaps(captioner, xray, result.caption, "attention", result.token_ids)
+    assert maps.tokens == tokenizer.convert_ids_to_tokens(list(result.token_ids))
+    # ids whose decoded text tokenises into other pieces (as an untrained model's often do)
+    ids = tokenizer.convert_tokens_to_ids(["##1", "left"])
+    text = tokenizer.decode(ids)
+    assert tokenizer(text, add_special_tokens=False).input_ids != ids
+    for method in METHODS:
+        assert compute_heatmaps(captioner, xray, text, method, ids).tokens == ["##1", "left"]
 
 
 def test_what_cannot_have_maps_says_why(captioners, xray, tiny_sources):

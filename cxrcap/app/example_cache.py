@@ -144,13 +144,14 @@ def _caption_batch(variant_id: str, captioner: Captioner, images: list[Image.Ima
         return []
     start = time.perf_counter()
     try:
-        captions = captioner.caption(images, settings)
+        captions = captioner.caption_with_ids(images, settings)
     except Exception as error:  # the examples are a convenience: the app works without their rows
         log.warning("%s: examples not captioned in a batch (%s)", variant_id, error)
         return []
     seconds = (time.perf_counter() - start) / len(images)
-    return [CaptionResult(variant_id, caption, seconds, untrained=captioner.untrained, int8=captioner.quantize_int8)
-            for caption in captions]
+    return [CaptionResult(variant_id, caption, seconds, untrained=captioner.untrained, int8=captioner.quantize_int8,
+                          token_ids=token_ids)
+            for caption, token_ids in captions]
 
 
 def cached_then_live(

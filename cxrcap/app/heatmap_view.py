@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from ..captioner import Captioner, VariantUnavailable
+from ..captioner import CaptionResult, Captioner, VariantUnavailable
 from ..heatmaps import (
     COLOUR_MAP,
     DEFAULT_METHOD,
@@ -69,7 +69,7 @@ class HeatmapView:
             with self._lock:
                 known = self._cache.get(key)
             if known is None:
-                known = self._compute(self._captioners_for(result.int8)[variant_id], image, result.caption, method)
+                known = self._compute(self._captioners_for(result.int8)[variant_id], image, result, method)
                 with self._lock:
                     self._cache[key] = known
                     while len(self._cache) > CACHE_ENTRIES:
@@ -78,9 +78,9 @@ class HeatmapView:
         return shown
 
     @staticmethod
-    def _compute(captioner: Captioner, image: Image.Image, caption: str, method: str) -> Heatmaps | str:
+    def _compute(captioner: Captioner, image: Image.Image, result: CaptionResult, method: str) -> Heatmaps | str:
         try:
-            return compute_heatmaps(captioner, image, caption, method)
+            return compute_heatmaps(captioner, image, result.caption, method, result.token_ids)
         except (HeatmapsUnavailable, VariantUnavailable) as error:
             return f"no heatmaps: {error}"
 
