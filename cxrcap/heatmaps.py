@@ -2,7 +2,8 @@
 
 Only on request, and after captioning: one teacher-forced forward pass over the caption already
 generated (greedy or beam search alike) with `output_attentions=True`, plus, for the default
-method, one backward pass per token. Captioning itself never pays for it.
+method, the gradient of every token's logit (batched backward passes over the caption's prefixes,
+`_target_chunks`). Captioning itself never pays for it.
 
 Where the image enters the text:
 - GIT: one transformer over [image tokens; text tokens]; a text token's row of the decoder's
@@ -30,8 +31,8 @@ Two methods (`METHODS`); the name of the one used goes with every map shown:
   counts only attention that raised that token's logit (heads that attend without contributing,
   or against it, are ignored), and it follows information through every layer and the residual
   stream instead of reading one layer's weights as an explanation, which attention on its own is
-  known not to be (Jain & Wallace, 2019; Serrano & Smith, 2019). Its cost: one backward pass
-  per token (benchmarks/heatmap_cost.py measures it).
+  known not to be (Jain & Wallace, 2019; Serrano & Smith, 2019). Its cost: a backward pass
+  per token, batched (benchmarks/heatmap_cost.py measures it).
 - "attention": raw attention, the mean over heads of the last `RAW_LAYERS` layers (3: the
   layers nearest the prediction, averaged to smooth single-layer noise; a quarter of BLIP's 12
   decoder layers, half of GIT's 6). One forward pass, no gradients.
@@ -64,6 +65,7 @@ from .findings import extract_findings
 METHODS = ("relevance", "attention")
 DEFAULT_METHOD = "relevance"
 RAW_LAYERS = 3
+RELEVANCE_CHUNK = 10  # target tokens per backward pass (`_target_chunks`)
 METHOD_LABELS = {
     "relevance": "gradient-weighted relevance (Chefer et al., 2021)",
     "attention": f"raw attention (mean of heads, last {RAW_LAYERS} layers)",
@@ -256,73 +258,94 @@ def _head_mean_of_positive(attention: torch.Tensor, gradient: torch.Tensor) -> t
     return (gradient * attention).clamp(min=0).mean(dim=1)
 
 
+def _target_chunks(n_targets: int) -> list[tuple[int, int]]:
+    """Relevance's target rows in chunks of `RELEVANCE_CHUNK`, (first, end) each.
+
+    A causal decoder's row t depends on rows 0..t only, so a chunk's backward pass runs over the
+    prefix that ends at its last row, not the whole caption: the batched backward pass costs
+    targets x rows, which chunks cut to about (1 + 1/chunks) / 2 of one pass over all rows.
+    """
+    return [(first, min(first + RELEVANCE_CHUNK, n_targets)) for first in range(0, n_targets, RELEVANCE_CHUNK)]
+
+
 def _git_token_maps(model, pixel_values: torch.Tensor, input_ids: torch.Tensor, method: str) -> torch.Tensor:
     """(caption tokens, patches) for GIT: text rows of the decoder's attention, image columns.
 
     The image tokens never attend to the text, so their keys and values are computed once,
     without gradients, into a cache (as generate() does); the text then runs over that cache.
     The attention and logits equal one plain forward pass over [image; text] (the tests check),
-    and gradients flow through the 31 text rows only, not the 197 image rows: the image tokens'
+    and gradients flow through the text rows only, not the 197 image rows: the image tokens'
     mixing among themselves is taken as the identity, as for BLIP's ViT.
     """
-    relevance = method == "relevance"
-    n_text = input_ids.shape[1]
     with torch.no_grad():
         cache = DynamicCache(config=model.config)
         model(input_ids=input_ids[:, :1], pixel_values=pixel_values, cache=cache, use_cache=True)
         cache.crop(-1)  # keep the image tokens only; the text starts again below
-    with torch.set_grad_enabled(relevance):
-        positions = torch.arange(n_text, device=input_ids.device)[None]
-        output = model(
-            input_ids=input_ids, cache=cache, use_cache=True, position_ids=positions,
-            output_attentions=True, output_hidden_states=relevance,
-        )
-    # Per layer (1, heads, text, CLS + patches + text); row i predicts token i + 1.
-    n_image = output.attentions[0].shape[-1] - n_text
-    rows = torch.arange(n_text - 1)
-    if not relevance:
-        return torch.cat(output.attentions[-RAW_LAYERS:]).mean(dim=(0, 1))[rows, 1:n_image].detach()
-    targets = _target_logits(model.output, output.hidden_states[-1], rows, input_ids[0, 1:])
-    gradients = _per_token_gradients(targets, output.attentions)
-    with torch.no_grad():
-        # Row `row` of R = (I + Ā_L)···(I + Ā_1) (the rule R <- R + Ā·R from R = I), one per target,
-        # with the image rows of every Ā zero (see above): only the text part of a row propagates.
-        relevance_rows = torch.zeros(len(rows), n_image + n_text, device=input_ids.device)
-        relevance_rows[rows, n_image + rows] = 1.0
-        for attention, gradient in zip(reversed(output.attentions), reversed(gradients)):
-            mixed = _head_mean_of_positive(attention, gradient)  # (targets, text, image + text)
-            relevance_rows = relevance_rows + torch.bmm(relevance_rows[:, None, n_image:], mixed)[:, 0]
-    return relevance_rows[:, 1:n_image]
+    n_image = cache.get_seq_length()  # CLS + patches
+    n_targets = input_ids.shape[1] - 1  # row i predicts token i + 1
+    if method == "attention":
+        with torch.no_grad():
+            attentions = _git_text_pass(model, cache, input_ids, relevance=False).attentions
+        return torch.cat(attentions[-RAW_LAYERS:]).mean(dim=(0, 1))[:n_targets, 1:n_image]
+    maps = []
+    for first, end in _target_chunks(n_targets):
+        prefix = input_ids[:, :end]
+        with torch.enable_grad():
+            output = _git_text_pass(model, cache, prefix, relevance=True)
+        cache.crop(-end)  # the prefix's text leaves the cache for the next chunk
+        rows = torch.arange(first, end)
+        targets = _target_logits(model.output, output.hidden_states[-1], rows, input_ids[0, rows + 1])
+        gradients = _per_token_gradients(targets, output.attentions)
+        with torch.no_grad():
+            # Row `row` of R = (I + Ā_L)···(I + Ā_1) (the rule R <- R + Ā·R from R = I), one per target,
+            # with the image rows of every Ā zero (see above): only the text part of a row propagates.
+            relevance_rows = torch.zeros(len(rows), n_image + end, device=input_ids.device)
+            relevance_rows[torch.arange(len(rows)), n_image + rows] = 1.0
+            for attention, gradient in zip(reversed(output.attentions), reversed(gradients)):
+                mixed = _head_mean_of_positive(attention, gradient)  # (targets, text, image + text)
+                relevance_rows = relevance_rows + torch.bmm(relevance_rows[:, None, n_image:], mixed)[:, 0]
+        maps.append(relevance_rows[:, 1:n_image])
+    return torch.cat(maps)
+
+
+def _git_text_pass(model, cache: DynamicCache, input_ids: torch.Tensor, relevance: bool):
+    """The caption's rows over the cached image tokens; per layer, attention (1, heads, text,
+    CLS + patches + text)."""
+    positions = torch.arange(input_ids.shape[1], device=input_ids.device)[None]
+    return model(input_ids=input_ids, cache=cache, use_cache=True, position_ids=positions,
+                 output_attentions=True, output_hidden_states=relevance)
 
 
 def _blip_token_maps(model, pixel_values: torch.Tensor, input_ids: torch.Tensor, method: str) -> torch.Tensor:
     """(caption tokens, patches) for BLIP: the text decoder's cross-attention to the ViT's patches."""
-    relevance = method == "relevance"
     with torch.no_grad():  # the ViT's own mixing is not explained (identity), so no gradients there
         image_embeds = model.vision_model(pixel_values=pixel_values).last_hidden_state
-    with torch.set_grad_enabled(relevance):
-        output = model.text_decoder(
-            input_ids=input_ids, encoder_hidden_states=image_embeds, output_attentions=True,
-            output_hidden_states=relevance,
-        )
-    # Per layer: self-attention (1, heads, text, text), cross-attention (1, heads, text, CLS + patches).
-    n_text, n_layers = input_ids.shape[1], len(output.attentions)
-    rows = torch.arange(n_text - 1)  # row i predicts token i + 1
-    if not relevance:
-        return torch.cat(output.cross_attentions[-RAW_LAYERS:]).mean(dim=(0, 1))[rows, 1:].detach()
+    n_targets = input_ids.shape[1] - 1  # row i predicts token i + 1
+    if method == "attention":
+        with torch.no_grad():
+            output = model.text_decoder(input_ids=input_ids, encoder_hidden_states=image_embeds, output_attentions=True)
+        return torch.cat(output.cross_attentions[-RAW_LAYERS:]).mean(dim=(0, 1))[:n_targets, 1:]
     head = model.text_decoder.cls.predictions  # a transform, then the vocabulary layer
-    targets = _target_logits(head.decoder, head.transform(output.hidden_states[-1]), rows, input_ids[0, 1:])
-    gradients = _per_token_gradients(targets, output.attentions + output.cross_attentions)
-    with torch.no_grad():
-        eye = torch.eye(n_text, device=input_ids.device)
-        text_text = eye.expand(len(rows), n_text, n_text)
-        text_image = torch.zeros(len(rows), n_text, image_embeds.shape[1], device=input_ids.device)
-        for layer in range(n_layers):
-            a_self = _head_mean_of_positive(output.attentions[layer], gradients[layer])
-            a_cross = _head_mean_of_positive(output.cross_attentions[layer], gradients[n_layers + layer])
-            text_text, text_image = text_text + a_self @ text_text, text_image + a_self @ text_image
-            text_image = text_image + _residual_normalised(text_text, eye) @ a_cross
-    return text_image[rows, rows, 1:]
+    maps = []
+    for first, end in _target_chunks(n_targets):
+        with torch.enable_grad():
+            output = model.text_decoder(input_ids=input_ids[:, :end], encoder_hidden_states=image_embeds,
+                                        output_attentions=True, output_hidden_states=True)
+        # Per layer: self-attention (1, heads, text, text), cross-attention (1, heads, text, CLS + patches).
+        rows, n_layers = torch.arange(first, end), len(output.attentions)
+        targets = _target_logits(head.decoder, head.transform(output.hidden_states[-1]), rows, input_ids[0, rows + 1])
+        gradients = _per_token_gradients(targets, output.attentions + output.cross_attentions)
+        with torch.no_grad():
+            eye = torch.eye(end, device=input_ids.device)
+            text_text = eye.expand(len(rows), end, end)
+            text_image = torch.zeros(len(rows), end, image_embeds.shape[1], device=input_ids.device)
+            for layer in range(n_layers):
+                a_self = _head_mean_of_positive(output.attentions[layer], gradients[layer])
+                a_cross = _head_mean_of_positive(output.cross_attentions[layer], gradients[n_layers + layer])
+                text_text, text_image = text_text + a_self @ text_text, text_image + a_self @ text_image
+                text_image = text_image + _residual_normalised(text_text, eye) @ a_cross
+        maps.append(text_image[torch.arange(len(rows)), rows, 1:])
+    return torch.cat(maps)
 
 
 def _residual_normalised(relevance: torch.Tensor, eye: torch.Tensor) -> torch.Tensor:

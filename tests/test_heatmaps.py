@@ -9,6 +9,7 @@ from transformers import CLIPImageProcessor
 
 from cxrcap.captioner import Captioner, DecodeSettings, stream_captions
 from cxrcap.extra import ExtraCaptioner
+from cxrcap import heatmaps
 from cxrcap.heatmaps import (
     METHODS,
     RAW_LAYERS,
@@ -93,6 +94,16 @@ def test_maps_are_in_zero_one_with_maximum_one_and_deterministic(captioners, xra
     for word, indices in zip(first.word_maps, first.word_tokens):
         mean = first.token_maps[indices].mean(axis=0)
         np.testing.assert_allclose(word, mean / mean.max(), rtol=1e-5)
+
+
+@pytest.mark.parametrize("variant_id", FAMILIES)
+def test_relevance_in_causal_chunks_equals_one_pass_over_the_whole_caption(captioners, xray, variant_id, monkeypatch):
+    caption = "left pleural effusion with cardiomegaly and a small right apical pneumothorax"
+    chunked = compute_heatmaps(captioners[variant_id], xray, caption, "relevance")
+    assert len(chunked.tokens) > heatmaps.RELEVANCE_CHUNK  # more than one chunk
+    monkeypatch.setattr(heatmaps, "RELEVANCE_CHUNK", 1000)
+    whole = compute_heatmaps(captioners[variant_id], xray, caption, "relevance")
+    np.testing.assert_allclose(chunked.token_maps, whole.token_maps, atol=1e-5)
 
 
 def test_relevance_differs_from_raw_attention(captioners, xray):
