@@ -52,6 +52,7 @@ UNTRAINED_NOTE = "untrained tiny random weights: not a real caption"
 # torch's thread count as the process started (stream_captions' workers set their own, per
 # thread, which also changes what torch.get_num_threads() reports afterwards).
 _CPU_THREADS = torch.get_num_threads()
+LOW_PRIORITY_NICE = 19  # Linux nice value of threads that must leave the cores to the study's captions
 
 
 class VariantUnavailable(RuntimeError):
@@ -137,6 +138,10 @@ class Captioner:
     quantize_int8: run every Linear layer in dynamic int8 (CPU only; opt-in, default from the
     environment variable `CXRCAP_INT8`): faster, but captions may differ from fp32 ones.
     """
+
+    # Captions on a lane of its own at low CPU priority, never on the study's workers (the extra
+    # slot: a large model's caption must not hold a worker the study's four are waiting for).
+    low_priority = False
 
     def __init__(
         self,
@@ -363,7 +368,8 @@ def stream_captions(
     pre-processing of the image. `workers` variants run at once, each on its share of the CPU
     threads (default: `CXRCAP_WORKERS`, else 2 when every captioner is on a CPU with 2+ threads,
     else 1). The worker threads are shared by all requests, so concurrent requests queue for
-    them instead of oversubscribing the cores.
+    them instead of oversubscribing the cores. A `low_priority` captioner (the extra slot) runs
+    on a thread of its own at a lower CPU priority instead, so the four never wait for it.
 
     background: work nobody waits for (the app's example cache). Its variants always run on the
     shared workers, behind every caption a person asked for: one waiting for a worker is taken
@@ -396,7 +402,8 @@ def stream_captions(
             yield run(variant_id, captioner)
         return
     pool = _caption_workers(workers)
-    futures = [pool.submit(run, vid, captioner, background=background) for vid, captioner in captioners.items()]
+    futures = [(_low_priority_lane() if captioner.low_priority else pool).submit(run, vid, captioner, background=background)
+               for vid, captioner in captioners.items()]
     try:
         for future in as_completed(futures):
             yield future.result()
@@ -414,6 +421,14 @@ def warm_up(captioners: dict[str, Captioner]) -> list[CaptionResult]:
     return list(stream_captions(captioners, Image.new("RGB", (64, 64)), DecodeSettings(max_new_tokens=2)))
 
 
+def lower_this_threads_priority() -> None:
+    """Let the study's captions run first: on Linux, a thread's nice value is its own."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), LOW_PRIORITY_NICE)
+    except (AttributeError, OSError):  # not Linux, or not permitted: run at normal priority
+        pass
+
+
 def _default_workers(captioners: dict[str, Captioner]) -> int:
     value = os.environ.get("CXRCAP_WORKERS", "").strip()
     if value:
@@ -426,7 +441,14 @@ def _default_workers(captioners: dict[str, Captioner]) -> int:
 
 @functools.cache
 def _caption_workers(workers: int) -> _CaptionWorkers:
-    return _CaptionWorkers(workers)
+    return _CaptionWorkers(workers, "caption")
+
+
+@functools.cache
+def _low_priority_lane() -> _CaptionWorkers:
+    """One thread of its own for `Captioner.low_priority` captioners, at a lower CPU priority:
+    it uses the cores the study's workers leave idle, and gives them back as soon as they need them."""
+    return _CaptionWorkers(1, "low-priority", low_priority=True)
 
 
 class _CaptionWorkers:
@@ -435,12 +457,12 @@ class _CaptionWorkers:
 
     _PERSON, _BACKGROUND = 0, 1
 
-    def __init__(self, workers: int):
+    def __init__(self, workers: int, name: str, low_priority: bool = False):
         self._jobs: queue.PriorityQueue = queue.PriorityQueue()
         self._arrival = itertools.count()  # ties keep arrival order (and never compare jobs)
         for number in range(workers):
-            threading.Thread(target=self._work, args=(max(1, _CPU_THREADS // workers),),
-                             name=f"cxrcap-caption_{number}", daemon=True).start()
+            threading.Thread(target=self._work, args=(max(1, _CPU_THREADS // workers), low_priority),
+                             name=f"cxrcap-{name}_{number}", daemon=True).start()
 
     def submit(self, function, *args, background: bool = False) -> Future:
         future: Future = Future()
@@ -448,7 +470,9 @@ class _CaptionWorkers:
         self._jobs.put((rank, next(self._arrival), future, function, args))
         return future
 
-    def _work(self, threads: int) -> None:
+    def _work(self, threads: int, low_priority: bool) -> None:
+        if low_priority:
+            lower_this_threads_priority()
         torch.set_num_threads(threads)
         while True:
             _, _, future, function, args = self._jobs.get()

@@ -45,6 +45,7 @@ from .captioner import (
     _is_local,
     _looks_like_a_path,
     env_flag,
+    lower_this_threads_priority,
     pick_device,
     pick_dtype,
 )
@@ -178,6 +179,8 @@ def _dtype_for(device: torch.device) -> torch.dtype:
 class ExtraCaptioner(Captioner):
     """The extra slot: one image-text-to-text model from a hub id or folder, asked with a prompt."""
 
+    low_priority = True  # see Captioner: the study's four never wait for this slot
+
     def __init__(
         self,
         source: str,
@@ -237,7 +240,7 @@ class ExtraCaptioner(Captioner):
         def run():
             if before is not None:
                 before()
-            _lower_this_threads_priority()
+            lower_this_threads_priority()
             torch.set_num_threads(1)  # this thread's torch work (the warm-up) leaves the cores to captions
             try:
                 self.load()
@@ -389,10 +392,3 @@ def _config_error(error: Exception, where: str, source: str) -> VariantUnavailab
         "connect to the hub once to download it (or name a local copy)",
     )
 
-
-def _lower_this_threads_priority() -> None:
-    """Let the study's captions run first: on Linux, a thread's nice value is its own."""
-    try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
-    except (AttributeError, OSError):  # not Linux, or not permitted: load at normal priority
-        pass
