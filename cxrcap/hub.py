@@ -9,9 +9,10 @@ whose split `datasets` infers from the README's `configs` or from the file names
 1. `HubSplit.text`: every column but the image (ids, captions, concepts), for every row:
    a few MB of a 13 GB dataset;
 2. the caller chooses rows from the text (`cxrcap.data`: the chest X-ray rules, licences);
-3. `HubSplit.images(rows)`: the image column of the parquet row groups that hold a chosen row,
-   and of no other (a row group's column chunk is the smallest unit a parquet reader can read),
-   each image written once as its own file in the cache.
+3. `HubSplit.images(rows)`: the image column's data pages that hold a chosen row, and no other
+   (`cxrcap.parquet_pages`; in shards without a page index, as `datasets` 2.x-3.x wrote them,
+   the image column chunks of the row groups that hold one), each image written once as its own
+   file in the cache.
 
 Everything read is kept under `cache_root()/hub/`: the text as one parquet file per split and the
 chosen rows' images as they were stored (JPEG/PNG bytes, not re-encoded), so a second run reads
@@ -24,7 +25,6 @@ without read-ahead (fsspec `cache_type="none"`), so for the hub the count is wha
 
 from __future__ import annotations
 
-import bisect
 import hashlib
 import io
 import json
@@ -38,6 +38,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from . import parquet_pages
 from .cache import cache_root
 
 IMAGE_COLUMN = "image"
@@ -78,6 +79,14 @@ class CountingFile(io.RawIOBase):
     def tell(self) -> int:
         return self._raw.tell()
 
+    def read_at(self, offset: int, length: int) -> bytes:
+        self.seek(offset)
+        parts = []
+        while length > 0 and (part := self.read(length)):
+            parts.append(part)
+            length -= len(part)
+        return b"".join(parts)
+
     def readinto(self, buffer) -> int:
         start = self._raw.tell()
         data = self._raw.read(len(buffer))
@@ -90,7 +99,9 @@ class CountingFile(io.RawIOBase):
         super().close()
 
 
-def _open(url: str, reads: Reads) -> pq.ParquetFile:
+def _open(url: str, reads: Reads) -> tuple[CountingFile, bytes]:
+    """The shard as a counting file, and its footer (read exactly: pyarrow's own footer read takes
+    the last 64 KiB at a guess)."""
     if "://" in url:
         import fsspec  # hf:// is huggingface_hub's HfFileSystem, registered with fsspec
 
@@ -98,20 +109,18 @@ def _open(url: str, reads: Reads) -> pq.ParquetFile:
     else:
         raw = open(url, "rb")
     file = CountingFile(raw, url, reads)
-    # buffer_size=0 and no pre-buffering: pyarrow reads each column chunk it needs, exactly; the
-    # footer is read here, exactly too (pyarrow's own footer read takes the last 64 KiB at a guess).
-    return pq.ParquetFile(file, metadata=_footer(file, url), buffer_size=0, pre_buffer=False)
+    try:
+        return file, parquet_pages.footer(file.read_at, file.seek(0, io.SEEK_END))
+    except ValueError as error:
+        file.close()
+        raise HubError(f"{url}: {error}") from None
 
 
-def _footer(file: CountingFile, name: str) -> pq.FileMetaData:
-    """A parquet file's metadata: its last 8 bytes give the footer's length, then the footer itself."""
-    file.seek(-8, io.SEEK_END)
-    tail = file.read(8)
-    if len(tail) != 8 or tail[4:] != b"PAR1":
-        raise HubError(f"{name}: not a parquet file (no PAR1 footer)")
-    length = int.from_bytes(tail[:4], "little")
-    file.seek(-8 - length, io.SEEK_END)
-    return pq.read_metadata(pa.BufferReader(file.read(length) + tail))
+def _columns(file: CountingFile, footer: bytes) -> pq.ParquetFile:
+    """The shard for pyarrow's column projection; buffer_size=0 and no pre-buffering: pyarrow reads
+    each column chunk it needs, exactly."""
+    metadata = pq.read_metadata(pa.BufferReader(footer + len(footer).to_bytes(4, "little") + b"PAR1"))
+    return pq.ParquetFile(file, metadata=metadata, buffer_size=0, pre_buffer=False)
 
 
 def _slug(source: str) -> str:
@@ -222,7 +231,8 @@ class HubSplit:
         if not self._text_file.is_file():
             tables = []
             for url in self.source.shards[self.name]:
-                with _open(url, self.reads) as parquet:
+                file, footer = _open(url, self.reads)
+                with file, _columns(file, footer) as parquet:
                     schema = parquet.schema_arrow
                     names = [name for name in schema.names if not _is_media(schema.field(name).type)]
                     tables.append(parquet.read(columns=names))
@@ -260,26 +270,13 @@ class HubSplit:
             wanted[shard_of[row]].append(row)
         fetched: dict[int, Path | None] = {}
         for shard, shard_rows in sorted(wanted.items()):
-            with _open(self.source.shards[self.name][shard], self.reads) as parquet:
-                fetched.update(self._fetch_from_shard(parquet, column, shard_rows, starts[shard]))
-        return fetched
-
-    def _fetch_from_shard(self, parquet: pq.ParquetFile, column: str, rows: list[int],
-                          start: int) -> dict[int, Path | None]:
-        """The rows' images from one shard (`start`: the shard's first row in the split)."""
-        if column not in parquet.schema_arrow.names:
-            raise HubError(f"{self.source.source} ({self.name}): no {column!r} column in its parquet shards")
-        bounds = [0]  # first row of each row group, within the shard
-        for group in range(parquet.metadata.num_row_groups):
-            bounds.append(bounds[-1] + parquet.metadata.row_group(group).num_rows)
-        by_group: dict[int, list[int]] = defaultdict(list)
-        for row in rows:
-            by_group[bisect.bisect_right(bounds, row - start) - 1].append(row)
-        fetched = {}
-        for group, group_rows in sorted(by_group.items()):
-            images = parquet.read_row_group(group, columns=[column]).column(column).to_pylist()
-            for row in group_rows:
-                fetched[row] = self._store(row, images[row - start - bounds[group]])
+            file, footer = _open(self.source.shards[self.name][shard], self.reads)
+            with file:
+                try:
+                    images = parquet_pages.read_rows(file.read_at, footer, column, [row - starts[shard] for row in shard_rows])
+                except KeyError:
+                    raise HubError(f"{self.source.source} ({self.name}): no {column!r} column in its parquet shards") from None
+            fetched.update({row: self._store(row, images[row - starts[shard]]) for row in shard_rows})
         return fetched
 
     def _store(self, row: int, image: dict | None) -> Path | None:
