@@ -2,18 +2,25 @@
 
 Builds a mirror of `eltorio/ROCO-radiology`'s layout from ROCO's real validation and test captions,
 in ROCO's order (16,359 rows; each row's image a real X-ray from ../shared/data/cxr-examples,
-176 KB on average, close to ROCO's 164 KB), written by `datasets` with --row-group-size rows per
-parquet row group (100: what `datasets` 2.x-3.x wrote for image datasets, e.g. the eltorio
-copies, uploaded in 2024). Then reads both splits through `cxrcap.data` twice and prints, per
-row-group size: rows, kept chest X-rays, the kept images' bytes, bytes read (text + image row
-groups + footers), the overhead beyond the kept images, and that overhead extrapolated to the
-hub copy's image bytes (the same fraction of ROCO-radiology's 13.4 GB, whose chest rows are
-spread through the shards as in ROCO's own order); and that the second read reads nothing.
+176 KB on average, close to ROCO's 164 KB), 100 rows per parquet row group (what `datasets` writes
+for image datasets), in one of two layouts:
 
-    python benchmarks/hub_read.py                                # row groups of 100 and 10
-    python benchmarks/hub_read.py --row-group-size 100 --rows 4000
+- `page-index`: as `datasets` >= 4 writes (`Dataset.to_parquet`): an offset index, content-defined
+  pages, the image column not dictionary-encoded;
+- `no-page-index`: as `datasets` 2.x-3.x wrote (e.g. the eltorio copies, uploaded in 2024):
+  pyarrow's writer with its defaults (no offset index, no content-defined chunking, dictionary).
 
-Needs ~3 GB of free disk per row-group size in a temporary folder (removed afterwards).
+Then reads both splits through `cxrcap.data` twice and prints, per layout: the image column's pages
+(rows per data page; dictionary pages), rows, kept chest X-rays, the kept images' bytes, bytes read
+(text + image pages + footers and page indexes), the overhead beyond the kept images, and that
+overhead extrapolated to the hub copy's image bytes (the same fraction of ROCO-radiology's
+13.4 GB, whose chest rows are spread through the shards as in ROCO's own order); and that the
+second read reads nothing.
+
+    python benchmarks/hub_read.py                                 # both layouts, all 16,359 rows
+    python benchmarks/hub_read.py --layout page-index --rows 2000  # a smoke test
+
+Needs ~3 GB of free disk per layout in a temporary folder (removed afterwards).
 """
 
 from __future__ import annotations
@@ -30,10 +37,15 @@ sys.path.insert(0, str(REPO))
 
 HUB_IMAGE_BYTES = 13.4e9  # eltorio/ROCO-radiology, all splits (its card's download size)
 SHARD_ROWS = 1000
+ROW_GROUP_ROWS = 100  # what `datasets` writes for image datasets (2.x to 5.x)
 
 
-def build_mirror(folder: Path, roco: Path, images: Path, row_group_size: int, rows: int | None) -> None:
+LAYOUTS = ("page-index", "no-page-index")
+
+
+def build_mirror(folder: Path, roco: Path, images: Path, layout: str, rows: int | None) -> None:
     import datasets
+    import pyarrow.parquet as pq
 
     features = datasets.Features({"image": datasets.Image(), "image_id": datasets.Value("string"),
                                   "caption": datasets.Value("string")})
@@ -47,16 +59,49 @@ def build_mirror(folder: Path, roco: Path, images: Path, row_group_size: int, ro
                      "image_id": [row_id for row_id, _, _ in part], "caption": [caption.strip() for _, _, caption in part]}
             path = folder / "data" / f"{split}-{number:05d}-of-{len(shards):05d}.parquet"
             path.parent.mkdir(parents=True, exist_ok=True)
-            datasets.Dataset.from_dict(table, features=features).to_parquet(str(path), batch_size=row_group_size)
+            dataset = datasets.Dataset.from_dict(table, features=features)
+            if layout == "page-index":
+                dataset.to_parquet(str(path), batch_size=ROW_GROUP_ROWS)
+            else:
+                pq.write_table(dataset.data.table, path, row_group_size=ROW_GROUP_ROWS, write_page_index=False,
+                               use_content_defined_chunking=False)
 
 
-def measure(row_group_size: int, roco: Path, images: Path, rows: int | None) -> None:
+def image_pages(path: Path) -> str:
+    """The image bytes column's pages in one file, walked by their headers: rows per data page, and
+    the dictionary pages."""
+    import pyarrow.parquet as pq
+    from fastparquet.cencoding import NumpyIO, from_buffer
+
+    metadata = pq.ParquetFile(path).metadata
+    data_pages, dictionaries, dictionary_bytes = [], 0, 0
+    with open(path, "rb") as file:
+        for group in range(metadata.num_row_groups):
+            chunk = metadata.row_group(group).column(0)  # image.bytes
+            start = chunk.dictionary_page_offset or chunk.data_page_offset
+            file.seek(start)
+            stream = NumpyIO(file.read(chunk.total_compressed_size))
+            while stream.tell() < chunk.total_compressed_size:
+                header = from_buffer(stream, "PageHeader")
+                if header.dictionary_page_header is not None:
+                    dictionaries += 1
+                    dictionary_bytes += header.compressed_page_size
+                else:
+                    data_pages.append((header.data_page_header or header.data_page_header_v2).num_values)
+                stream.seek(header.compressed_page_size, 1)
+    text = f"{sum(data_pages) / len(data_pages):.1f} rows per data page ({len(data_pages)} pages)"
+    if dictionaries:
+        text += f", {dictionaries} dictionary pages of {dictionary_bytes / dictionaries / 1e6:.1f} MB on average"
+    return text
+
+
+def measure(layout: str, roco: Path, images: Path, rows: int | None) -> None:
     with tempfile.TemporaryDirectory() as scratch:
         os.environ["CXRCAP_CACHE"] = str(Path(scratch) / "cache")
         from cxrcap import data
 
         mirror = Path(scratch) / "ROCO-radiology"
-        build_mirror(mirror, roco, images, row_group_size, rows)
+        build_mirror(mirror, roco, images, layout, rows)
         files = sum(path.stat().st_size for path in (mirror / "data").iterdir())
         totals = {"rows": 0, "kept": 0, "kept_bytes": 0, "read": 0, "second_read": 0}
         for split in ("validation", "test"):
@@ -68,10 +113,11 @@ def measure(row_group_size: int, roco: Path, images: Path, rows: int | None) -> 
             totals["read"] += first.reading["bytes_read"]
             totals["second_read"] += second.reading["bytes_read"]
         overhead = totals["read"] - totals["kept_bytes"]
-        print(f"row groups of {row_group_size}: {totals['rows']:,} rows, {totals['kept']:,} kept; parquet files "
-              f"{files / 1e6:,.1f} MB; read {totals['read'] / 1e6:,.1f} MB ({totals['read'] / files:.1%} of the files), "
+        print(f"{layout}, row groups of {ROW_GROUP_ROWS}: {image_pages(next((mirror / 'data').iterdir()))} in one shard; "
+              f"{totals['rows']:,} rows, {totals['kept']:,} kept; parquet files {files / 1e6:,.1f} MB; "
+              f"read {totals['read'] / 1e6:,.1f} MB ({totals['read'] / files:.1%} of the files), "
               f"kept images {totals['kept_bytes'] / 1e6:,.1f} MB, overhead {overhead / 1e6:,.1f} MB; "
-              f"on the hub (13.4 GB): ~{overhead / files * HUB_IMAGE_BYTES / 1e9:.1f} GB beyond the kept images; "
+              f"on the hub (13.4 GB): ~{overhead / files * HUB_IMAGE_BYTES / 1e9:.2f} GB beyond the kept images; "
               f"second read {totals['second_read']} bytes", flush=True)
 
 
@@ -79,12 +125,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--roco", type=Path, default=REPO.parent / "shared" / "data" / "roco")
     parser.add_argument("--images", type=Path, default=REPO.parent / "shared" / "data" / "cxr-examples" / "images")
-    parser.add_argument("--row-group-size", type=int, action="append",
-                        help="rows per parquet row group (repeatable; default 100 and 10)")
+    parser.add_argument("--layout", choices=LAYOUTS, action="append", help="repeatable; default: both")
     parser.add_argument("--rows", type=int, default=None, help="only the first N rows of each split")
     args = parser.parse_args()
-    for size in args.row_group_size or [100, 10]:
-        measure(size, args.roco, args.images, args.rows)
+    for layout in args.layout or LAYOUTS:
+        measure(layout, args.roco, args.images, args.rows)
 
 
 if __name__ == "__main__":
