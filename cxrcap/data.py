@@ -9,10 +9,11 @@ Three sources, told apart by what `source` is:
   `*.csv`, or the CSV file itself): a column of image paths relative to the CSV and one of captions,
   detected by name or named by the caller. With a `split` column its rows are split by it; without,
   the folder is one split that is served under whatever split name is asked for.
-- a Hugging Face hub dataset in parquet: its id (`owner/name`), or a local folder in its layout
-  (parquet shards, e.g. `eltorio/ROCO-radiology` or `eltorio/ROCOv2-radiology` as `hf download`
-  leaves them). `cxrcap.hub` reads the text columns first, then the images of the kept rows only,
-  into the cache: a second run reads nothing from the source (`SplitData.reading` counts bytes).
+- a Hugging Face hub dataset: its id (`owner/name`), or a local folder in its layout (parquet
+  shards, e.g. `eltorio/ROCO-radiology` or `eltorio/ROCOv2-radiology` as `hf download` leaves
+  them). `cxrcap.hub` reads parquet's text columns first, then the images of the kept rows only
+  (other formats are streamed once, keeping the kept rows' images), into the cache: a second run
+  reads nothing from the source (`SplitData.reading` counts bytes and says if it streamed).
 
 The chest X-ray filter applies by default to ROCO and hub datasets, whose figures mix modalities;
 an image folder is taken as the X-rays its owner put there unless `chest_only=True` is asked for.
@@ -196,7 +197,7 @@ class SplitData:
     # "concept" and "both"), whichever rule was applied: how far the rules agree.
     rule_counts: dict[str, int] = field(default_factory=dict)
     licence_dropped: int = 0  # chest X-rays left out by the licence filter
-    reading: dict[str, int] | None = None  # hub sources: bytes read from the source and stored in the cache
+    reading: dict[str, int | bool] | None = None  # hub sources: bytes read from the source and stored in the cache
 
 
 @dataclass
@@ -510,11 +511,34 @@ def read_licences(path: str | os.PathLike) -> dict[str, tuple[str, str]]:
 
 def _load_hub(source: str, split: str, chest_only: bool, image_column: str | None, caption_column: str | None,
               wanted: frozenset[str] | None, licences: dict[str, tuple[str, str]] | None) -> SplitData:
+    def choose(text, first_row: int) -> dict[int, _Row]:
+        return _hub_rows(source, split, text, first_row, chest_only, caption_column, wanted, licences)[0]
+
     try:
         hub_split = hub.HubSource(source).split(split)
-        text = hub_split.text()
+        text, files = hub_split.read(choose, image_column or hub.IMAGE_COLUMN)
     except hub.HubError as error:
         raise DataError(str(error)) from None
+    rows, rule, rule_counts, dropped = _hub_rows(source, split, text, 0, chest_only, caption_column, wanted, licences)
+    for index, row in rows.items():
+        row.images = (files[index],) if files[index] is not None else ()
+    split_data = _kept_split(split, list(rows.values()), rows_read=text.num_rows, chest_filtered=chest_only)
+    split_data.rule, split_data.rule_counts, split_data.licence_dropped = rule, rule_counts, dropped
+    split_data.reading = {
+        "bytes_read": hub_split.reads.total,  # this call only: 0 when everything came from the cache
+        "bytes_stored": hub_split.stored_bytes(),
+        "kept_image_bytes": sum(path.stat().st_size for path in files.values() if path is not None),
+        "streamed": hub_split.source.streamed,  # not parquet: streamed in one pass, every data file read
+    }
+    return split_data
+
+
+def _hub_rows(source: str, split: str, text, first_row: int, chest_only: bool, caption_column: str | None,
+              wanted: frozenset[str] | None, licences: dict[str, tuple[str, str]] | None
+              ) -> tuple[dict[int, _Row], str, dict[str, int], int]:
+    """The rows of `text` (a table of a hub split's rows but their images, from row `first_row` of
+    the split on) that the chest rule and the licence filter keep, by position in `text`; the rule
+    used, what each rule would keep, and how many the licence filter dropped."""
     header = [name for name in text.column_names if name != "_shard"]
     where = f"hub dataset {source} ({split})"
     caption_name = _pick_column(where, header, caption_column, _CAPTION_COLUMNS, "caption")
@@ -523,10 +547,11 @@ def _load_hub(source: str, split: str, chest_only: bool, image_column: str | Non
         name = next((name for name in usual if name in header), None)
         return text.column(name).to_pylist() if name else None
 
-    ids = [str(value) for value in column(_HUB_ID_COLUMNS) or [f"{split}-{index}" for index in range(text.num_rows)]]
+    ids = [str(value) for value in column(_HUB_ID_COLUMNS)
+           or [f"{split}-{first_row + index}" for index in range(text.num_rows)]]
     captions = [str(value or "").strip() for value in text.column(caption_name).to_pylist()]
     if "" in captions:
-        raise DataError(f"{where}, row {captions.index('')}: empty caption")
+        raise DataError(f"{where}, row {first_row + captions.index('')}: empty caption")
     keywords = [_terms(value) for value in column(_HUB_KEYWORD_COLUMNS) or [None] * text.num_rows]
     concepts = column(_HUB_CUI_COLUMNS)
     cuis = [_terms(value) for value in concepts or [None] * text.num_rows]
@@ -547,20 +572,7 @@ def _load_hub(source: str, split: str, chest_only: bool, image_column: str | Non
             dropped += 1
             continue
         rows[index] = _Row(ids[index], captions[index], row_licence, credit, (), keywords[index], cuis[index])
-    try:
-        files = hub_split.images(rows, image_column or hub.IMAGE_COLUMN)
-    except hub.HubError as error:
-        raise DataError(str(error)) from None
-    for index, row in rows.items():
-        row.images = (files[index],) if files[index] is not None else ()
-    split_data = _kept_split(split, list(rows.values()), rows_read=text.num_rows, chest_filtered=chest_only)
-    split_data.rule, split_data.rule_counts, split_data.licence_dropped = rule, rule_counts, dropped
-    split_data.reading = {
-        "bytes_read": hub_split.reads.total,  # this call only: 0 when everything came from the cache
-        "bytes_stored": hub_split.stored_bytes(),
-        "kept_image_bytes": sum(path.stat().st_size for path in files.values() if path is not None),
-    }
-    return split_data
+    return rows, rule, rule_counts, dropped
 
 
 def _hub_licence(source: str, row_id: str, given, licences: dict[str, tuple[str, str]] | None) -> tuple[str, str]:
@@ -592,7 +604,7 @@ def _resolve(source: str | os.PathLike) -> tuple[str, Path | str]:
     if path.exists():
         raise DataError(f"{path}: not ROCO (no <split>/radiology/captions.txt in it or in its data/ folder), "
                         "not an image folder (no metadata.csv or other CSV) and not a copy of a hub dataset "
-                        "(no parquet files)")
+                        "(no parquet, arrow, webdataset .tar or .jsonl files)")
     if _HUB_ID.fullmatch(str(source)):
         return "hub", str(source)
     raise DataError(f"{path}: no such file or folder (and not a hub id of the form owner/name)")
@@ -726,6 +738,9 @@ def split_report(split: SplitData, roco: bool) -> list[str]:
         lines.append(f"  bytes: {reading['bytes_read']:,} read from the source now (0: all from the cache), "
                      f"{reading['bytes_stored']:,} stored in the cache ({reading['kept_image_bytes']:,} of them "
                      "the kept images)")
+        if reading["streamed"] and reading["bytes_read"]:
+            lines.append("  streamed: the source is not parquet, so every row was read, images included "
+                         "(images kept as files that rows name by path are read only when chosen)")
     return lines
 
 

@@ -14,6 +14,12 @@ whose split `datasets` infers from the README's `configs` or from the file names
    the image column chunks of the row groups that hold one), each image written once as its own
    file in the cache.
 
+A source whose files are not all parquet (image files with a metadata file, webdataset tars,
+arrow files) cannot be read by column: it is streamed (`datasets.load_dataset(..., streaming=True)`)
+in one pass that keeps every row's text and the images of the rows chosen as they stream by
+(`HubSplit.read`); every data file is read whole, except image files that rows name by path, of
+which only the chosen ones are read.
+
 Everything read is kept under `cache_root()/hub/`: the text as one parquet file per split and the
 chosen rows' images as they were stored (JPEG/PNG bytes, not re-encoded), so a second run reads
 nothing from the source and a run with another filter fetches only images it has not got yet.
@@ -21,6 +27,7 @@ Delete the source's cache folder to read a newer revision of a hub dataset.
 
 Bytes read are counted at the file object pyarrow reads through (`Reads`); hub files are opened
 without read-ahead (fsspec `cache_type="none"`), so for the hub the count is what was downloaded.
+A streamed source counts the size of each file streamed, and of each image read by path.
 """
 
 from __future__ import annotations
@@ -31,7 +38,7 @@ import json
 import os
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,6 +49,9 @@ from . import parquet_pages
 from .cache import cache_root
 
 IMAGE_COLUMN = "image"
+# Chooses rows from a table of rows' text (all columns but the image) whose first row is row
+# `first_row` of the split: returns their positions in the table.
+Choose = Callable[[pa.Table, int], Iterable[int]]
 FORMAT_VERSION = "1"  # bump when the cache's layout changes
 
 
@@ -128,25 +138,55 @@ def _slug(source: str) -> str:
     return f"{name}-{hashlib.sha256(source.encode()).hexdigest()[:10]}"
 
 
+# Files a hub dataset keeps its rows in, which `datasets` reads: parquet by column, the rest by streaming.
+DATA_FILE_SUFFIXES = (".parquet", ".arrow", ".tar", ".jsonl")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif", ".dcm")
+STREAM_BATCH = 100  # rows chosen from at a time while streaming
+
+
 def is_local_layout(path: Path) -> bool:
-    """Whether `path` is a folder holding parquet shards (a local copy of a hub dataset)."""
-    return path.is_dir() and next(path.rglob("*.parquet"), None) is not None
+    """Whether `path` is a folder holding a dataset's data files (a local copy of a hub dataset)."""
+    return path.is_dir() and any(file.suffix in DATA_FILE_SUFFIXES for file in path.rglob("*") if file.is_file())
 
 
 def _resolve_shards(source: str) -> dict[str, list[str]]:
-    """Split -> parquet shard paths or URLs, as `datasets` resolves them."""
+    """Split -> data file paths or URLs (parquet shards, or any files `datasets` reads), as `datasets` resolves them."""
     import datasets
 
     try:
         builder = datasets.load_dataset_builder(source)
     except Exception as error:  # offline, unknown id, no data files: one message for the user
-        raise HubError(f"{source}: cannot resolve its data files ({str(error).strip().splitlines()[0][:300]})") from None
+        raise HubError(f"{source}: cannot resolve its data files ({_first_line(error)})") from None
     shards = {str(split): sorted(str(path) for path in paths) for split, paths in (builder.config.data_files or {}).items()}
-    not_parquet = [path for paths in shards.values() for path in paths if not path.endswith(".parquet")]
-    if not shards or not_parquet:
-        raise HubError(f"{source}: its data files are not parquet shards "
-                       f"({(not_parquet or ['none found'])[0]}); only parquet datasets can be read by column")
+    if not shards:
+        raise HubError(f"{source}: no data files found")
     return shards
+
+
+def _batches(stream, where: str):
+    """The stream's rows, STREAM_BATCH at a time; a failure to read it as a HubError."""
+    batches = stream.iter(batch_size=STREAM_BATCH)
+    while True:
+        try:
+            batch = next(batches)
+        except StopIteration:
+            return
+        except Exception as error:  # a file `datasets` cannot parse, a network failure mid-way
+            raise HubError(f"{where}: streaming failed ({_first_line(error)})") from None
+        yield batch
+
+
+def _size(url: str) -> int:
+    if "://" not in url:
+        return os.path.getsize(url)
+    import fsspec
+
+    filesystem, path = fsspec.core.url_to_fs(url)
+    return filesystem.size(path)
+
+
+def _first_line(error: Exception) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
 
 
 class HubSource:
@@ -172,6 +212,11 @@ class HubSource:
     @property
     def splits(self) -> list[str]:
         return list(self.shards)
+
+    @property
+    def streamed(self) -> bool:
+        """Whether the source is read by streaming: not all its files are parquet."""
+        return any(not path.endswith(".parquet") for paths in self.shards.values() for path in paths)
 
     def split(self, name: str) -> HubSplit:
         if name not in self.shards:
@@ -201,7 +246,7 @@ def _is_media(kind: pa.DataType) -> bool:
 
 def _image_suffix(stored_path: str | None, data: bytes) -> str:
     suffix = Path(stored_path or "").suffix.lower()
-    if suffix in (".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif", ".dcm"):
+    if suffix in IMAGE_SUFFIXES:
         return suffix
     if data.startswith(b"\xff\xd8"):
         return ".jpg"
@@ -226,8 +271,18 @@ class HubSplit:
     def _image_folder(self) -> Path:
         return self.source.folder / "images" / self.name
 
+    def read(self, choose: Choose, column: str = IMAGE_COLUMN) -> tuple[pa.Table, dict[int, Path | None]]:
+        """Every row's text (`text()`), and row -> the cached file of its image (None: no image) for
+        the rows `choose` picks. A streamed source not read before is read in one pass."""
+        if self.source.streamed and not self._text_file.is_file():
+            return self._stream(choose, column)
+        text = self.text()
+        return text, self.images(choose(text, 0), column)
+
     def text(self) -> pa.Table:
         """Every row's columns but the image, in shard order (row i of the split is row i here)."""
+        if not self._text_file.is_file() and self.source.streamed:
+            return self._stream(lambda text, first_row: [], None)[0]
         if not self._text_file.is_file():
             tables = []
             for url in self.source.shards[self.name]:
@@ -239,10 +294,13 @@ class HubSplit:
             table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
             table = table.append_column("_shard", pa.array(
                 [index for index, part in enumerate(tables) for _ in range(part.num_rows)], pa.int32()))
-            buffer = pa.BufferOutputStream()
-            pq.write_table(table, buffer, compression="zstd")
-            _write_atomically(self._text_file, buffer.getvalue().to_pybytes())
+            self._keep_text(table)
         return pq.read_table(self._text_file)
+
+    def _keep_text(self, table: pa.Table) -> None:
+        buffer = pa.BufferOutputStream()
+        pq.write_table(table, buffer, compression="zstd")
+        _write_atomically(self._text_file, buffer.getvalue().to_pybytes())
 
     def _cached(self) -> dict[int, Path | None]:
         """Row -> its cached image file, or None for a row known to have no image (a `.none` marker)."""
@@ -261,6 +319,10 @@ class HubSplit:
         return files
 
     def _fetch(self, rows: Sequence[int], column: str) -> dict[int, Path | None]:
+        if self.source.streamed:
+            wanted = set(rows)
+            return self._stream(lambda text, first_row: [index for index in range(text.num_rows)
+                                                         if first_row + index in wanted], column)[1]
         shard_of = self.text().column("_shard").to_pylist()
         starts = {}  # shard -> its first row's index in the split
         for index, shard in enumerate(shard_of):
@@ -279,12 +341,62 @@ class HubSplit:
             fetched.update({row: self._store(row, images[row - starts[shard]]) for row in shard_rows})
         return fetched
 
-    def _store(self, row: int, image: dict | None) -> Path | None:
+    def _stream(self, choose: Choose, column: str | None) -> tuple[pa.Table, dict[int, Path | None]]:
+        """One pass over the split with `datasets` streaming: every row's text (kept in the cache),
+        and the images in `column` (None: the text only) of the rows `choose` picks, batch by batch,
+        that are not cached yet."""
+        import datasets
+
+        where = f"{self.source.source} ({self.name})"
+        try:
+            stream = datasets.load_dataset(self.source.source, split=self.name, streaming=True)
+        except Exception as error:  # offline, or files `datasets` cannot read: one message for the user
+            raise HubError(f"{where}: cannot stream it ({_first_line(error)})") from None
+        features = stream.features or datasets.Features()
+        if column is not None and column not in features:
+            raise HubError(f"{where}: no {column!r} column (its columns: {', '.join(features) or 'unknown'})")
+        if column is not None and isinstance(features[column], datasets.Image):
+            stream = stream.cast_column(column, datasets.Image(decode=False))  # the stored bytes, not decoded images
+        text_features = datasets.Features({name: feature for name, feature in features.items()
+                                           if name != column and not isinstance(feature, (datasets.Image, datasets.Audio))})
+        cached, files, tables, first_row = self._cached(), {}, [], 0
+        for batch in _batches(stream, where):
+            text = pa.Table.from_pydict({name: batch[name] for name in text_features}, schema=text_features.arrow_schema)
+            for index in choose(text, first_row):
+                row = first_row + index
+                files[row] = cached[row] if row in cached else self._store(row, self._with_bytes(batch[column][index]))
+            tables.append(text)
+            first_row += text.num_rows
+        for url in self.source.shards[self.name]:  # streamed whole; image files only as rows name them
+            if Path(url).suffix.lower() not in IMAGE_SUFFIXES:
+                self.reads.add(url, 0, _size(url))
+        text = pa.concat_tables(tables) if tables else text_features.arrow_schema.empty_table()
+        if not self._text_file.is_file():
+            self._keep_text(text)
+        return text, files
+
+    def _with_bytes(self, image: dict | bytes | None) -> dict | bytes | None:
+        """An image value with its bytes: those stored in the row, else the file it names, read (and counted)."""
+        if not isinstance(image, dict) or image.get("bytes") or not image.get("path"):
+            return image
+        from datasets.utils.file_utils import xopen  # local paths and URLs (hf://, zip://...) alike
+
+        try:
+            with xopen(image["path"], "rb") as file:
+                data = file.read()
+        except OSError as error:
+            raise HubError(f"{self.source.source} ({self.name}): cannot read the image {Path(image['path']).name} "
+                           f"({_first_line(error)})") from None
+        self.reads.add(image["path"], 0, len(data))
+        return {"bytes": data, "path": image["path"]}
+
+    def _store(self, row: int, image: dict | bytes | None) -> Path | None:
         data = image.get("bytes") if isinstance(image, dict) else image
         if not data:  # no image in the source (a path-only value cannot be fetched from elsewhere)
             _write_atomically(self._image_folder / f"{row:07d}.none", b"")
             return None
-        path = self._image_folder / f"{row:07d}{_image_suffix(image.get('path'), data)}"
+        stored_path = image.get("path") if isinstance(image, dict) else None
+        path = self._image_folder / f"{row:07d}{_image_suffix(stored_path, data)}"
         _write_atomically(path, data)
         return path
 

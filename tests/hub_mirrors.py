@@ -6,14 +6,18 @@ with the hub's features (`image` Image, `image_id`, `caption`, and for ROCOv2 `c
 strings), written by `datasets` itself. Rows are real ROCO captions (and their real UMLS concepts)
 from ../shared/data/roco; every row's image is a different real X-ray from
 ../shared/data/cxr-examples. Row groups are small, so that some hold no chosen row.
+`write_streamed_mirror` writes the same kind of rows in formats that cannot be read by column.
 """
 
 from __future__ import annotations
 
+import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import datasets
+import pyarrow as pa
 
 from cxrcap.data import is_chest_xray, is_chest_xray_by_concepts
 
@@ -112,3 +116,26 @@ def study_mirror(folder: Path, roco_dir: Path, cxr_examples_dir: Path, *, concep
 
 def _kept(row: MirrorRow, concepts: bool) -> bool:
     return is_chest_xray_by_concepts(row.caption, row.cuis) if concepts else is_chest_xray(row.caption, (), row.cuis)
+
+
+def write_streamed_mirror(folder: Path, rows: list[MirrorRow], *, kind: str) -> Path:
+    """A one-split (train) dataset that is not parquet, so it can only be streamed: `arrow`, the
+    rows with their images in an arrow stream file (`data/train-00000-of-00001.arrow`); or
+    `imagefolder`, the image files beside a `metadata.jsonl` naming them (`train/`)."""
+    if kind == "arrow":
+        table = datasets.Dataset.from_dict(
+            {"image": [{"bytes": row.image.read_bytes(), "path": row.image.name} for row in rows],
+             "image_id": [row.image_id for row in rows], "caption": [row.caption for row in rows]},
+            features=features(concepts=False)).data.table
+        path = folder / "data" / "train-00000-of-00001.arrow"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with pa.ipc.new_stream(str(path), table.schema) as writer:  # the schema carries the features
+            writer.write_table(table)
+    else:
+        (folder / "train").mkdir(parents=True, exist_ok=True)
+        lines = []
+        for row in rows:
+            shutil.copy(row.image, folder / "train" / row.image.name)
+            lines.append(json.dumps({"file_name": row.image.name, "image_id": row.image_id, "caption": row.caption}))
+        (folder / "train" / "metadata.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return folder

@@ -11,7 +11,7 @@ import pytest
 
 from cxrcap import data, hub
 from cxrcap.__main__ import main
-from hub_mirrors import KEPT, features, study_mirror
+from hub_mirrors import KEPT, MirrorRow, choose, features, roco_rows, study_mirror, write_streamed_mirror
 
 LABELS = Path(__file__).parent / "fixtures" / "chest_filter_labels.csv"
 
@@ -99,6 +99,35 @@ def test_data_cli_names_the_rule_and_counts_per_rule(rocov2_mirror, capsys):
     assert f"local copy of a hub dataset at {rocov2_mirror}" in out
     assert "rule: concept (CONCEPT_RULE); concept rule 2, caption rule" in out and "agreement" in out
     assert "bytes:" in out and "stored in the cache" in out
+
+
+@pytest.mark.parametrize("kind", ["arrow", "imagefolder"])
+def test_a_source_not_in_parquet_is_streamed_once_keeping_the_chosen_images(kind, tmp_path, roco_dir, cxr_examples_dir,
+                                                                             monkeypatch):
+    monkeypatch.setattr(hub, "STREAM_BATCH", 5)  # rows chosen batch by batch, across batches
+    images = sorted((cxr_examples_dir / "images").iterdir())
+    rows = [MirrorRow(row_id, caption, cuis, image) for (row_id, caption, cuis), image
+            in zip(choose(roco_rows(roco_dir, "test"), kept=3, dropped=9, concepts=False), images)]
+    mirror = write_streamed_mirror(tmp_path / kind, rows, kind=kind)
+    kept = [row for row in rows if data.is_chest_xray(row.caption, (), row.cuis)]
+    assert len(kept) == 3 and len(rows) == 12
+
+    first = data.load_split(mirror, "train")
+    assert first.reading["streamed"] and first.rule == "caption" and first.rows_read == 12
+    assert first.dataset["id"] == [row.image_id for row in kept]
+    stored = first.dataset.cast_column("image", datasets.Image(decode=False))["image"]
+    assert [Path(image["path"]).read_bytes() for image in stored] == [row.image.read_bytes() for row in kept]
+    if kind == "arrow":  # streamed whole, every image in it
+        assert first.reading["bytes_read"] == (mirror / "data" / "train-00000-of-00001.arrow").stat().st_size
+    else:  # the metadata streamed; of the image files, only the kept ones read
+        metadata = (mirror / "train" / "metadata.jsonl").stat().st_size
+        assert first.reading["bytes_read"] == metadata + sum(row.image.stat().st_size for row in kept)
+    assert any("streamed" in line for line in data.split_report(first, roco=False))
+
+    second = data.load_split(mirror, "train")
+    assert second.reading["bytes_read"] == 0 and second.dataset["id"] == first.dataset["id"]
+    everything = data.load_split(mirror, "train", chest_only=False)  # another filter: the images not kept yet
+    assert everything.dataset["id"] == [row.image_id for row in rows] and everything.reading["bytes_read"] > 0
 
 
 def test_unreachable_hub_id_is_a_clear_error(capsys):
