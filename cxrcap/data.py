@@ -739,8 +739,8 @@ def split_report(split: SplitData, roco: bool) -> list[str]:
                      f"{reading['bytes_stored']:,} stored in the cache ({reading['kept_image_bytes']:,} of them "
                      "the kept images)")
         if reading["streamed"] and reading["bytes_read"]:
-            lines.append("  streamed: the source is not parquet, so every row was read, images included "
-                         "(images kept as files that rows name by path are read only when chosen)")
+            lines.append("  streamed: not parquet, so read in one pass, every data file whole "
+                         "(image files that rows name by path only when chosen)")
     return lines
 
 
