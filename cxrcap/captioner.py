@@ -52,7 +52,7 @@ UNTRAINED_NOTE = "untrained tiny random weights: not a real caption"
 # torch's thread count as the process started (stream_captions' workers set their own, per
 # thread, which also changes what torch.get_num_threads() reports afterwards).
 _CPU_THREADS = torch.get_num_threads()
-LOW_PRIORITY_NICE = 19  # Linux nice value of threads that must leave the cores to the study's captions
+LOW_PRIORITY_NICE = 10  # Linux nice value of threads that must leave the cores to the study's captions (see benchmarks/README.md)
 
 
 class VariantUnavailable(RuntimeError):
