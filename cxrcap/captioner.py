@@ -372,7 +372,7 @@ def stream_captions(
     on a thread of its own at a lower CPU priority instead, so the four never wait for it.
 
     background: work nobody waits for (the app's example cache). Its variants always run on the
-    shared workers, behind every caption a person asked for: one waiting for a worker is taken
+    worker threads, behind every caption a person asked for: one waiting for a worker is taken
     before any background one, so a request never waits longer than one variant's caption that
     had already started.
     """
