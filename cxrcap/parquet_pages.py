@@ -18,6 +18,16 @@ one small page of indices into it (pyarrow's writer checks its 1 MiB dictionary 
 1,024 rows); `benchmarks/hub_read.py` prints the pages it finds in each layout. A leaf under a
 list (repeated) is read whole too: its pages' value counts are not in the offset index.
 
+Below a page: a binary leaf (an image's `bytes`) whose pages are PLAIN and uncompressed (v1 or
+v2, no dictionary, not under a list; as `datasets` >= 4 writes its images) is read value by
+value, since a page of ~5 images holding one kept row would otherwise cost ~4 unkept images. Such
+a page is its header, its definition levels, then each value as a 4-byte length and its bytes; the
+reader reads the page's first 32 bytes (the header, ~21 bytes, usually with the levels and the
+first length; more if the header is longer), the levels, then for each value up to the last
+wanted row of the page its length, and the bytes of the wanted values only. Other encodings,
+compressed pages and dictionaries keep the page path: their values cannot be found without
+decoding what comes before them.
+
 A struct column (an image: `bytes` and `path`) is read leaf by leaf, since each leaf has pages of
 its own, and put together per row.
 """
@@ -29,12 +39,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from fastparquet.cencoding import ThriftObject, from_buffer
+from fastparquet.cencoding import NumpyIO, ThriftObject, from_buffer, read_rle_bit_packed_hybrid, width_from_max_int
 
 ReadAt = Callable[[int, int], bytes]  # (offset, length) -> the file's bytes there
-REPEATED = 2  # FieldRepetitionType.REPEATED
+REQUIRED, REPEATED = 0, 2  # FieldRepetitionType
+BYTE_ARRAY, UNCOMPRESSED, DATA_PAGE_V2 = 6, 0, 3  # Type, CompressionCodec, PageType
+LEVEL_AND_PLAIN_ENCODINGS = {0, 3, 4}  # Encoding: PLAIN, RLE and BIT_PACKED (the last two for levels only)
+FIRST_READ = 32  # bytes read at a page's start: its header (~21 bytes without statistics) and usually its levels
 
 
 @dataclass
@@ -130,9 +144,108 @@ def _read_leaf(read_at: ReadAt, metadata: ThriftObject, group: int, leaf: _Leaf,
         # What precedes the first data page is the dictionary page, if any (some writers point only
         # data_page_offset at it); the offset index lists data pages only.
         dictionary_page = read_at(start, pages[0].offset - start) if pages[0].offset > start else b""
+        if _values_readable(info, leaf, dictionary_page):
+            return _read_values(read_at, leaf, pages, num_rows, rows)
         pieces = [_Piece(dictionary_page + read_at(run.offset, run.length), run.first_row, run.rows, run.rows,
                          len(dictionary_page)) for run in _page_runs(pages, num_rows, rows)]
     return _decode(metadata, leaf, info, pieces, rows)
+
+
+def _values_readable(info: ThriftObject, leaf: _Leaf, dictionary_page: bytes) -> bool:
+    """Whether the chunk's values can be read one by one: binary (not text: pyarrow gives it as
+    bytes), PLAIN, uncompressed, without a dictionary, not under a list."""
+    element = leaf.schema[-1]
+    return (info.type == BYTE_ARRAY and element.converted_type is None and element.logicalType is None
+            and info.codec == UNCOMPRESSED and set(info.encodings) <= LEVEL_AND_PLAIN_ENCODINGS
+            and not dictionary_page and not leaf.repeated)
+
+
+def _read_values(read_at: ReadAt, leaf: _Leaf, pages: list[ThriftObject], num_rows: int,
+                 rows: list[int]) -> dict[int, object]:
+    """Row (within the row group) -> the leaf's value, in its structs, for `rows`, reading of each
+    page holding one only its header, its levels, the lengths of its values up to the last wanted
+    row and the wanted values."""
+    chain = leaf.schema[1:]  # the column's element down to the leaf
+    max_level = sum(element.repetition_type != REQUIRED for element in chain)
+    firsts = [page.first_row_index for page in pages] + [num_rows]
+    by_page: dict[int, list[int]] = {}
+    for row in rows:
+        by_page.setdefault(bisect.bisect_right(firsts, row) - 1, []).append(row)
+    values = {}
+    for number, page_rows in by_page.items():
+        page = _Page(read_at, pages[number].offset, pages[number].compressed_page_size, max_level)
+        wanted = {row - firsts[number] for row in page_rows}
+        for row, (level, value) in page.values(wanted).items():
+            values[firsts[number] + row] = _nested(chain, level, value)
+    return values
+
+
+class _Page:
+    """A PLAIN, uncompressed data page (v1 or v2) of a leaf outside any list, read in parts."""
+
+    def __init__(self, read_at: ReadAt, offset: int, size: int, max_level: int):
+        self._read_at, self._offset, self._max_level = read_at, offset, max_level
+        self._start = read_at(offset, min(size, FIRST_READ))
+        header = self._header(size)
+        # The page's size (from the offset index) is its header's plus the size the header gives for
+        # the rest, so the header's exact length needs no thrift walk.
+        header_length = size - header.compressed_page_size
+        if header_length > len(self._start):  # a long header (e.g. with statistics): read it whole
+            self._start = read_at(offset, header_length)
+            header = self._header(size)
+        if header.type == DATA_PAGE_V2:  # levels without a length prefix, repetition levels (none here) first
+            v2 = header.data_page_header_v2
+            levels_at = header_length + v2.repetition_levels_byte_length
+            levels_length, count = v2.definition_levels_byte_length, v2.num_values
+        else:  # v1: the definition levels (if any) after their 4-byte length
+            levels_at = header_length + 4 if max_level else header_length
+            levels_length = int.from_bytes(self._take(header_length, 4), "little") if max_level else 0
+            count = header.data_page_header.num_values
+        self._values_at = levels_at + levels_length
+        self._levels = np.full(count, max_level, np.uint8)  # every value present unless levels say otherwise
+        if max_level:
+            encoded = np.frombuffer(self._take(levels_at, levels_length), np.uint8)
+            read_rle_bit_packed_hybrid(NumpyIO(encoded), width_from_max_int(max_level), levels_length,
+                                       NumpyIO(self._levels), itemsize=1)
+
+    def _header(self, size: int) -> ThriftObject:
+        # Parsed from the bytes read, followed by zeros to the page's size: a field cut off by the
+        # end of the read cannot send the parser out of the buffer (zeros end a struct).
+        padded = np.zeros(size, np.uint8)
+        padded[:len(self._start)] = np.frombuffer(self._start, np.uint8)
+        return from_buffer(NumpyIO(padded), "PageHeader")
+
+    def _take(self, position: int, length: int) -> bytes:
+        """The page's bytes at `position`: from the first read where it holds them, else read."""
+        known = self._start[position:position + length]
+        if len(known) == length:
+            return known
+        return known + self._read_at(self._offset + position + len(known), length - len(known))
+
+    def values(self, wanted: set[int]) -> dict[int, tuple[int, bytes | None]]:
+        """Row in the page -> (its definition level, its value or None) for the `wanted` rows."""
+        found, position = {}, self._values_at
+        for row in range(max(wanted) + 1):
+            value = None
+            if self._levels[row] == self._max_level:  # a value: its 4-byte length, then its bytes
+                length = int.from_bytes(self._take(position, 4), "little")
+                if row in wanted:
+                    value = self._take(position + 4, length)
+                position += 4 + length
+            if row in wanted:
+                found[row] = (int(self._levels[row]), value)
+        return found
+
+
+def _nested(chain: list[ThriftObject], level: int, value: bytes | None) -> object:
+    """The leaf's value in its structs, as pyarrow gives it, from its definition level: each
+    optional element on the way down is null if the level stops above it."""
+    element, *inner = chain
+    if element.repetition_type != REQUIRED:
+        if level == 0:
+            return None
+        level -= 1
+    return {inner[0].name.decode(): _nested(inner, level, value)} if inner else value
 
 
 class _Run(NamedTuple):
