@@ -10,9 +10,10 @@ whose split `datasets` infers from the README's `configs` or from the file names
    a few MB of a 13 GB dataset;
 2. the caller chooses rows from the text (`cxrcap.data`: the chest X-ray rules, licences);
 3. `HubSplit.images(rows)`: the image column's data pages that hold a chosen row, and no other
-   (`cxrcap.parquet_pages`; in shards without a page index, as `datasets` 2.x-3.x wrote them,
-   the image column chunks of the row groups that hold one), each image written once as its own
-   file in the cache.
+   (`cxrcap.parquet_pages`: of PLAIN uncompressed pages, as `datasets` >= 4 writes them, only the
+   chosen images' bytes, the pages' headers and levels and the lengths before them; in shards
+   without a page index, as `datasets` 2.x-3.x wrote them, the image column chunks of the row
+   groups that hold one), each image written once as its own file in the cache.
 
 A source whose files are not all parquet (image files with a metadata file, webdataset tars,
 arrow files) cannot be read by column: it is streamed (`datasets.load_dataset(..., streaming=True)`)

@@ -6,7 +6,7 @@ chunks: its API (26) selects row groups and columns, never pages. Files that car
 (the page index: per page its file offset, its size and its first row; `datasets` >= 4 writes one,
 with content-defined pages of 256 KiB to 1 MiB) say which pages hold which rows, so this module
 reads, for each row group holding a wanted row, only the runs of consecutive pages that hold one,
-plus the column's dictionary page if it has one. pyarrow stays the decoder: it is handed a small
+plus the column's dictionary page if it has one. pyarrow decodes the pages read: it is handed a small
 parquet file made of the bytes read and a footer written for them (with fastparquet's thrift
 classes), one row group per run, whose column metadata is the original chunk's pointed at the
 copied pages.
