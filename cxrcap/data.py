@@ -511,15 +511,20 @@ def read_licences(path: str | os.PathLike) -> dict[str, tuple[str, str]]:
 
 def _load_hub(source: str, split: str, chest_only: bool, image_column: str | None, caption_column: str | None,
               wanted: frozenset[str] | None, licences: dict[str, tuple[str, str]] | None) -> SplitData:
-    def choose(text, first_row: int) -> dict[int, _Row]:
-        return _hub_rows(source, split, text, first_row, chest_only, caption_column, wanted, licences)[0]
+    chosen: dict[tuple[int, int], tuple] = {}  # (first row, rows) -> _hub_rows: the whole split is chosen once
+
+    def rows_of(text, first_row: int) -> tuple:
+        key = (first_row, text.num_rows)
+        if key not in chosen:
+            chosen[key] = _hub_rows(source, split, text, first_row, chest_only, caption_column, wanted, licences)
+        return chosen[key]
 
     try:
         hub_split = hub.HubSource(source).split(split)
-        text, files = hub_split.read(choose, image_column or hub.IMAGE_COLUMN)
+        text, files = hub_split.read(lambda text, first_row: rows_of(text, first_row)[0], image_column or hub.IMAGE_COLUMN)
     except hub.HubError as error:
         raise DataError(str(error)) from None
-    rows, rule, rule_counts, dropped = _hub_rows(source, split, text, 0, chest_only, caption_column, wanted, licences)
+    rows, rule, rule_counts, dropped = rows_of(text, 0)
     for index, row in rows.items():
         row.images = (files[index],) if files[index] is not None else ()
     split_data = _kept_split(split, list(rows.values()), rows_read=text.num_rows, chest_filtered=chest_only)
