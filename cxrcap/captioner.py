@@ -371,9 +371,10 @@ def stream_captions(
     them instead of oversubscribing the cores. A `low_priority` captioner (the extra slot) runs
     on a thread of its own at a lower CPU priority instead, so the four never wait for it.
 
-    background: work nobody waits for (the app's example cache). It runs on that low-priority
-    thread too, behind every caption a person asked for there: it never takes a study worker,
-    and the operating system gives the cores to a person's captions first.
+    background: work nobody waits for (the app's example cache). Its variants always run on the
+    worker threads, behind every caption a person asked for: one waiting for a worker is taken
+    before any background one, so a request never waits longer than one variant's caption that
+    had already started.
     """
     workers = workers or _default_workers(captioners)
     pixels = _SharedPixels(image)
@@ -401,8 +402,8 @@ def stream_captions(
             yield run(variant_id, captioner)
         return
     pool = _caption_workers(workers)
-    futures = [(_low_priority_lane() if captioner.low_priority or background else pool).submit(
-        run, vid, captioner, background=background) for vid, captioner in captioners.items()]
+    futures = [(_low_priority_lane() if captioner.low_priority else pool).submit(run, vid, captioner, background=background)
+               for vid, captioner in captioners.items()]
     try:
         for future in as_completed(futures):
             yield future.result()
@@ -445,9 +446,8 @@ def _caption_workers(workers: int) -> _CaptionWorkers:
 
 @functools.cache
 def _low_priority_lane() -> _CaptionWorkers:
-    """One thread of its own for `Captioner.low_priority` captioners and background work, at a
-    lower CPU priority: it uses the cores the study's workers leave idle, and gives them back as
-    soon as they need them. A person's jobs go before background ones here too."""
+    """One thread of its own for `Captioner.low_priority` captioners, at a lower CPU priority:
+    it uses the cores the study's workers leave idle, and gives them back as soon as they need them."""
     return _CaptionWorkers(1, "low-priority", low_priority=True)
 
 

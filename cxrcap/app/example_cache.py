@@ -114,8 +114,8 @@ def caption_examples(cache: ExampleCache, images: Mapping[str, Image.Image], cap
                      settings: DecodeSettings, *, batched: bool | None = None) -> int:
     """Caption every image (by digest) with every variant whose row is missing; returns rows added.
 
-    On a CPU (default): image by image as background work (`stream_captions(background=True)`: on
-    the low-priority thread, never on a study worker; any person's caption goes first). On a GPU (`batched`, default when no captioner is on a CPU),
+    On a CPU (default): image by image as background work (`stream_captions(background=True)`:
+    any person's caption goes first). On a GPU (`batched`, default when no captioner is on a CPU),
     which one image leaves mostly idle: every missing image in one batch per variant.
     """
     if batched is None:
