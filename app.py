@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import functools
 import inspect
+import logging
 import os
 from dataclasses import asdict
 from pathlib import Path
@@ -231,6 +232,9 @@ def build_demo(service: CaptionService, examples: list[Example], results_dir: Pa
 def main() -> None:
     args = parse_args()
     quiet_library_logs()
+    # The Space's log tab: our own progress (the example cache, the extra slot ready), others' warnings.
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("cxrcap").setLevel(logging.INFO)
     examples = load_examples()
     use_checkpoints_in(args.results)  # a `reproduce` folder: its fine-tuned checkpoints, unless a variable says otherwise
     service = CaptionService(parse_variant_ids(args.variants), tiny_random=args.tiny_random,

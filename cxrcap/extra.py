@@ -26,6 +26,7 @@ import logging
 import os
 import struct
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -242,6 +243,7 @@ class ExtraCaptioner(Captioner):
                 before()
             lower_this_threads_priority()
             torch.set_num_threads(1)  # this thread's torch work (the warm-up) leaves the cores to captions
+            start = time.perf_counter()
             try:
                 self.load()
             except VariantUnavailable as error:  # its card says so, with the fix
@@ -252,6 +254,8 @@ class ExtraCaptioner(Captioner):
                     self.model.generate(**self._inputs([Image.new("RGB", (64, 64))]), max_new_tokens=2, do_sample=False)
             except Exception:  # a caption will fail too, and its card will say why
                 log.exception("%s: the warm-up caption failed", self.name)
+                return
+            log.info("%s is ready (loaded and warmed up in %.1f s)", self.label, time.perf_counter() - start)
 
         self._loader = threading.Thread(target=run, name="cxrcap-extra-load", daemon=True)
         self._loader.start()

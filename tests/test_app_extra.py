@@ -2,6 +2,7 @@
 without a browser, and in a real browser against `python app.py --tiny-random --extra-model tiny`."""
 
 import os
+import time
 
 import pytest
 from playwright.sync_api import expect
@@ -74,7 +75,14 @@ def extra_app_url(tiny_sources, cxr_examples_dir, tmp_path_factory):
     from benchmarks.app_process import running_app
 
     env = dict(os.environ, CXRCAP_EXAMPLES=str(cxr_examples_dir), CXRCAP_RESULTS=str(tmp_path_factory.mktemp("none")))
-    with running_app(["--tiny-random", "--extra-model", "tiny"], env, tmp_path_factory.mktemp("app") / "app.log") as url:
+    log = tmp_path_factory.mktemp("app") / "app.log"
+    with running_app(["--tiny-random", "--extra-model", "tiny"], env, log) as url:
+        # An upload made before the fifth has loaded gets its "loading" card (tested above without a
+        # browser): wait for the line the app logs when it is ready, so this test is not a race.
+        deadline = time.monotonic() + 180
+        while "(extra) is ready" not in log.read_text():
+            assert time.monotonic() < deadline, f"the fifth did not load; see {log}"
+            time.sleep(0.2)
         yield url
 
 
