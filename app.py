@@ -233,7 +233,7 @@ def main() -> None:
     args = parse_args()
     quiet_library_logs()
     # The Space's log tab: our own progress (the example cache, the extra slot ready), others' warnings.
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig()  # a handler on the root logger, unless an imported library has set one up already
     logging.getLogger("cxrcap").setLevel(logging.INFO)
     examples = load_examples()
     use_checkpoints_in(args.results)  # a `reproduce` folder: its fine-tuned checkpoints, unless a variable says otherwise
