@@ -15,8 +15,9 @@ Only the generated tokens are decoded (never the echoed prompt or chat markup); 
 and scored is the answer's first words (`captioner.cap_caption`), the full answer stays one click
 away. Before loading, the weights' size is read from the checkpoint (safetensors headers, locally
 or on the hub) and a model that would not fit the memory left is refused, naming hardware that
-would. Remote code is refused unless the owner sets `CXRCAP_TRUST_REMOTE_CODE=1`. Every failure is
-a `VariantUnavailable` whose message says what to do.
+would; so is a model not downloaded yet whose size the hub cannot tell. Remote code is refused
+unless the owner sets `CXRCAP_TRUST_REMOTE_CODE=1`. Every failure is a `VariantUnavailable` whose
+message says what to do.
 """
 
 from __future__ import annotations
@@ -81,24 +82,74 @@ class WeightsSize:
         return self.parameters * dtype.itemsize
 
 
-def weights_size(source: str) -> WeightsSize | None:
-    """How many parameters the checkpoint holds, read without loading it; None when unknowable here.
-
-    A folder (or a hub id already in the local cache): the safetensors files' headers. A hub id:
-    the hub's safetensors metadata (`huggingface_hub.get_safetensors_metadata`, headers only).
-    """
-    folder = _cached_folder(source)
-    if folder is not None:
-        files = sorted(folder.glob("*.safetensors"))
-        return WeightsSize(sum(_header_parameters(path) for path in files)) if files else None
+def hub_parameters(repo_id: str) -> int | None:
+    """Parameters of a hub model's safetensors weights, from the hub's metadata (their headers
+    only, no download); None when it has none. Raises when the hub cannot be asked."""
     from huggingface_hub import get_safetensors_metadata
+    from huggingface_hub.errors import NotASafetensorsRepoError
 
     try:
-        metadata = get_safetensors_metadata(source)
-    except Exception as error:  # offline, no safetensors, not found: the load says why, if it fails
-        log.info("weights size of %s unknown: %s", source, _first_line(error))
+        metadata = get_safetensors_metadata(repo_id)
+    except NotASafetensorsRepoError:
         return None
-    return WeightsSize(sum(metadata.parameter_count.values()))
+    return sum(metadata.parameter_count.values())
+
+
+def weights_size(source: str, ask_hub: Callable[[str], int | None] = hub_parameters) -> WeightsSize | None:
+    """How many parameters the checkpoint holds, read without loading it; None when unknowable
+    (no safetensors weights: the load goes on without the memory check).
+
+    A folder: the headers of the safetensors files transformers loads (`model.safetensors`, else
+    the shards the index's `weight_map` names; a consolidated copy beside them is not counted).
+    A hub id: the same from its snapshot in the local cache when all its weights are there, else
+    the hub's answer (`ask_hub`): `AutoConfig` caches config.json first, so a snapshot may hold
+    nothing else yet. When the hub cannot be asked either, this raises `VariantUnavailable`:
+    loading would start a download whose size nothing has checked.
+    """
+    folder = _cached_folder(source)
+    parameters = _local_parameters(folder) if folder is not None else None
+    if parameters is not None:
+        return WeightsSize(parameters)
+    if _is_local(source) or (folder is not None and any(folder.glob("pytorch_model*.bin"))):
+        return None  # its weights are here, not as safetensors
+    try:
+        parameters = ask_hub(source)
+    except Exception as error:  # offline, unreachable, timed out: nothing says it would fit
+        raise _size_unknown(source, error) from None
+    return None if parameters is None else WeightsSize(parameters)
+
+
+def _size_unknown(repo_id: str, error: Exception) -> VariantUnavailable:
+    from huggingface_hub import is_offline_mode
+
+    if is_offline_mode():
+        reason, fix = "HF_HUB_OFFLINE is set", "unset HF_HUB_OFFLINE, so that its size is checked before it downloads"
+    else:
+        reason, fix = f"the hub did not answer: {_first_line(error)}", "try again when the hub can be reached"
+    return VariantUnavailable(
+        EXTRA, f"{repo_id!r} is not downloaded yet and the size of its weights cannot be read from the hub ({reason}), "
+        "so it is not loaded: it might not fit in memory",
+        f"{fix}; or download it first (hf download {repo_id}), then its size is read from its files",
+    )
+
+
+def _local_parameters(folder: Path) -> int | None:
+    """Parameters in the safetensors weights transformers would load from `folder` (which it tries
+    in this order); None when they are not all there, or unreadable (the load then says why)."""
+    single = folder / "model.safetensors"
+    index = folder / "model.safetensors.index.json"
+    try:
+        if single.is_file():
+            files = [single]
+        elif index.is_file():
+            files = [folder / name for name in sorted(set(json.loads(index.read_text())["weight_map"].values()))]
+        else:
+            return None
+        if not all(path.is_file() for path in files):
+            return None  # a download under way or cut short
+        return sum(_header_parameters(path) for path in files)
+    except (OSError, ValueError, KeyError, struct.error):
+        return None
 
 
 def _cached_folder(source: str) -> Path | None:
@@ -284,7 +335,10 @@ class ExtraCaptioner(Captioner):
                 "image-text-to-text", "choose a model whose hub page lists the image-text-to-text (or image-to-text) task",
             )
         self.size = weights_size(self.source)
-        if self.size is not None:
+        if self.size is None:
+            log.warning("%s: the size of its weights is unknown (they are not safetensors), so it loads without "
+                        "the memory check", self.name)
+        else:
             check_fits(self.name, self.size, self.device, self.dtype, free_memory(self.device))
         self.licence = read_licence(self.source)
         try:

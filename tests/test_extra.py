@@ -8,6 +8,7 @@ import struct
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 import torch
@@ -176,11 +177,16 @@ def test_remote_code_is_refused_by_default_with_the_owners_switch_named(tmp_path
     assert "refused by default" in message and "CXRCAP_TRUST_REMOTE_CODE=1" in message
 
 
+def _huge_header() -> bytes:
+    """A safetensors file's header alone, for 200B parameters (its tensors are never read)."""
+    header = json.dumps({"w": {"dtype": "BF16", "shape": [200_000, 1_000_000], "data_offsets": [0, 0]}}).encode()
+    return struct.pack("<Q", len(header)) + header
+
+
 def test_weights_too_big_for_the_memory_left_are_refused_before_loading(tmp_path, isolated_cache):
     folder = tmp_path / "huge-vlm"
     shutil.copytree(tiny_vlm_source("gemma3"), folder)
-    header = json.dumps({"w": {"dtype": "BF16", "shape": [200_000, 1_000_000], "data_offsets": [0, 0]}}).encode()
-    (folder / "model.safetensors").write_bytes(struct.pack("<Q", len(header)) + header)  # 200B parameters, header only
+    (folder / "model.safetensors").write_bytes(_huge_header())
     assert weights_size(str(folder)) == WeightsSize(200_000_000_000)
     message = _error(str(folder))
     assert "200.00B parameters" in message and "several GPUs" in message
@@ -189,6 +195,124 @@ def test_weights_too_big_for_the_memory_left_are_refused_before_loading(tmp_path
         check_fits("medgemma-4b-it", WeightsSize(4_300_000_000), torch.device("cpu"), torch.float32, 10 * 2**30)
     assert "a 16 GB GPU (e.g. T4) in 16-bit" in str(raised.value) and "19.2 GB in float32" in str(raised.value)
     check_fits("medgemma-4b-it", WeightsSize(4_300_000_000), torch.device("cuda"), torch.bfloat16, 80 * 2**30)
+
+
+def _snapshot(hf_cache, repo_id: str, files: dict[str, bytes]):
+    """A hub id's snapshot in the local cache's layout (refs/main -> snapshots/<commit>/...)."""
+    repo = hf_cache / f"models--{repo_id.replace('/', '--')}"
+    snapshot = repo / "snapshots" / ("0" * 40)
+    snapshot.mkdir(parents=True)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0" * 40)
+    for name, data in files.items():
+        (snapshot / name).write_bytes(data)
+    return snapshot
+
+
+def test_a_hub_model_whose_snapshot_holds_only_its_config_is_sized_by_the_hub(tmp_path, monkeypatch, isolated_cache):
+    import huggingface_hub.constants
+    from huggingface_hub.errors import OfflineModeIsEnabled
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
+    source = tiny_vlm_source("gemma3")
+    snapshot = _snapshot(tmp_path, "acme/big-vlm", {"config.json": (Path(source) / "config.json").read_bytes()})
+    asked = []
+    assert weights_size("acme/big-vlm", ask_hub=lambda repo_id: asked.append(repo_id) or 27_400_000_000) == \
+        WeightsSize(27_400_000_000)
+    assert asked == ["acme/big-vlm"]
+
+    def unreachable(repo_id):
+        raise OfflineModeIsEnabled("Cannot reach https://huggingface.co/acme/big-vlm: offline mode is enabled.")
+
+    with pytest.raises(VariantUnavailable) as raised:  # the download nothing checked is never started
+        weights_size("acme/big-vlm", ask_hub=unreachable)
+    assert "not downloaded yet" in str(raised.value) and "hf download acme/big-vlm" in str(raised.value)
+
+    # Once its weights are in the snapshot, they are counted there and the hub is not asked.
+    shutil.copy(Path(source) / "model.safetensors", snapshot / "model.safetensors")
+    assert weights_size("acme/big-vlm", ask_hub=unreachable) == weights_size(source)
+
+
+def test_shards_beside_a_consolidated_copy_are_counted_once(tmp_path, isolated_cache):
+    from safetensors.torch import load_file, save_file
+
+    source = Path(tiny_vlm_source("llava"))
+    whole = weights_size(str(source))
+    folder = tmp_path / "sharded"
+    shutil.copytree(source, folder)
+    tensors = load_file(folder / "model.safetensors")
+    names = sorted(tensors)
+    shards = {"model-00001-of-00002.safetensors": names[::2], "model-00002-of-00002.safetensors": names[1::2]}
+    for file, keys in shards.items():
+        save_file({key: tensors[key] for key in keys}, folder / file, metadata={"format": "pt"})
+    weight_map = {key: file for file, keys in shards.items() for key in keys}
+    (folder / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
+    (folder / "model.safetensors").rename(folder / "consolidated.safetensors")  # as Mistral's repos ship it
+    assert weights_size(str(folder)) == whole
+    extra = ExtraCaptioner(str(folder))
+    extra.load()  # what is counted is what loads: the index's shards
+    assert sum(parameter.numel() for parameter in extra.model.parameters()) == whole.parameters
+
+    shutil.copy(folder / "consolidated.safetensors", folder / "model.safetensors")  # the copy transformers loads first
+    assert weights_size(str(folder)) == whole
+
+
+class _HubWithOneModel(BaseHTTPRequestHandler):
+    """Answers as the hub does for `acme/huge-vlm`: its config and its weights' header, nothing else."""
+
+    files: dict[str, bytes] = {}
+
+    def _answer(self, body: bool):
+        data = self.files.get(self.path.removeprefix("/acme/huge-vlm/resolve/main/"))
+        if data is None:
+            self.send_response(404)
+            self.send_header("X-Error-Code", "EntryNotFound")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        self.send_response(200)
+        self.send_header("ETag", f'"{len(data)}-{hash(data) & 0xFFFFFFFF:x}"')
+        self.send_header("X-Repo-Commit", "0" * 40)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if body:
+            self.wfile.write(data)
+
+    def do_GET(self):
+        self._answer(True)
+
+    def do_HEAD(self):
+        self._answer(False)
+
+    def log_message(self, *args):
+        pass
+
+
+def test_a_hub_model_too_big_is_refused_before_its_download_and_offline_it_is_not_started(cxr_image, tmp_path,
+                                                                                          isolated_cache):
+    config = (Path(tiny_vlm_source("gemma3")) / "config.json").read_bytes()
+    _HubWithOneModel.files = {"config.json": config, "model.safetensors": _huge_header()}
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _HubWithOneModel)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    command = ("-m", "cxrcap", "caption", str(cxr_image), "--variants", "extra", "--extra-model", "acme/huge-vlm",
+               "--json")
+    try:
+        done = run_python(*command, cwd=REPO, timeout=180, HF_HUB_OFFLINE="0",
+                          HF_ENDPOINT=f"http://127.0.0.1:{server.server_port}", HF_HOME=str(tmp_path / "hf"))
+    finally:
+        server.shutdown()
+    (row,) = json.loads(done.stdout)
+    assert "200.00B parameters" in row["error"] and "several GPUs" in row["error"], row["error"]
+    # AutoConfig cached config.json, and nothing else was fetched: no download started.
+    (snapshot,) = (tmp_path / "hf" / "hub" / "models--acme--huge-vlm" / "snapshots").iterdir()
+    assert [path.name for path in snapshot.iterdir()] == ["config.json"]
+
+    # Offline, the same snapshot cannot be sized: it is refused with the fix, not loaded unchecked.
+    done = run_python(*command, cwd=REPO, timeout=180, HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf"))
+    (row,) = json.loads(done.stdout)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "not downloaded yet" in row["error"] and "HF_HUB_OFFLINE" in row["error"], row["error"]
+    assert "hf download acme/huge-vlm" in row["error"]
 
 
 def test_tiny_needs_tiny_random():
