@@ -2,7 +2,10 @@
 
 Three image-text-to-text architectures of transformers, each built in code with a real processor
 (its image processor, a byte-level BPE tokenizer trained on ROCO captions, `assets/tiny-bpe.json`,
-with the family's special tokens, and a chat template of the real models' shape):
+with the family's special tokens, and a chat template of the real models' shape). Where it matters
+they behave as the real ones: the tokenizer adds BOS or not, and the template writes it or not, as
+the family's real checkpoints do (Gemma 3 both, SmolVLM in its template only, LLaVA in its tokenizer
+only), so a prompt reaches the model as it would reach a real one:
 
 - `gemma3`   Gemma 3 (MedGemma's architecture): SigLIP vision tower, pooled image tokens;
 - `idefics3` Idefics3 (SmolVLM's): image splitting into tiles plus a global view, pixel shuffle;
@@ -42,7 +45,7 @@ from .cache import building, cache_root
 
 BPE_FILE = Path(__file__).resolve().parent.parent / "assets" / "tiny-bpe.json"
 BPE_VOCAB_SIZE = 1000
-FORMAT_VERSION = "1"  # bump when the builders below change, so caches rebuild
+FORMAT_VERSION = "2"  # bump when the builders below change, so caches rebuild
 TINY = "tiny"  # --extra-model tiny: the Gemma 3 one
 ARCHITECTURES = ("gemma3", "idefics3", "llava")
 LABELS = {
@@ -84,18 +87,21 @@ def train_bpe(roco_dir: Path, out: Path = BPE_FILE, vocab_size: int = BPE_VOCAB_
     return out
 
 
-def _tokenizer(**special_tokens: str) -> PreTrainedTokenizerFast:
-    """The trained BPE plus a family's special tokens (bos/eos/pad/unk by keyword, the rest named)."""
+def _tokenizer(*, add_bos_token: bool, **special_tokens: str) -> PreTrainedTokenizerFast:
+    """The trained BPE plus a family's special tokens (bos/eos/pad/unk by keyword, the rest named),
+    adding BOS to what it tokenizes as the family's real tokenizer does (kept in its post-processor)."""
     from tokenizers import Tokenizer
 
     core = {key: special_tokens.pop(key) for key in ("bos_token", "eos_token", "pad_token", "unk_token") if key in special_tokens}
     return PreTrainedTokenizerFast(
-        tokenizer_object=Tokenizer.from_file(str(BPE_FILE)), **core, extra_special_tokens=special_tokens
+        tokenizer_object=Tokenizer.from_file(str(BPE_FILE)), **core, extra_special_tokens=special_tokens,
+        add_bos_token=add_bos_token,
     )
 
 
 def _gemma3():
     tokenizer = _tokenizer(
+        add_bos_token=True,  # as GemmaTokenizer (google/gemma-3-4b-it, medgemma-4b-it); the template writes one too
         bos_token="<bos>", eos_token="<eos>", pad_token="<pad>", unk_token="<unk>",
         boi_token="<start_of_image>", eoi_token="<end_of_image>", image_token="<image_soft_token>",
         start_of_turn="<start_of_turn>", end_of_turn="<end_of_turn>",
@@ -130,6 +136,7 @@ def _gemma3():
 
 def _idefics3():
     tokenizer = _tokenizer(
+        add_bos_token=False,  # as SmolVLM's GPT-2 style BPE; its template writes the BOS, <|im_start|>
         bos_token="<|im_start|>", eos_token="<end_of_utterance>", pad_token="<|endoftext|>", unk_token="<|endoftext|>",
         fake_image_token="<fake_token_around_image>", image_token="<image>", global_image_token="<global-img>",
         end_of_utterance_token="<end_of_utterance>",
@@ -158,7 +165,9 @@ def _idefics3():
 
 
 def _llava():
-    tokenizer = _tokenizer(bos_token="<s>", eos_token="</s>", pad_token="<pad>", unk_token="<unk>", image_token="<image>")
+    tokenizer = _tokenizer(  # as llava-1.5-7b-hf's LlamaTokenizer: it adds the BOS; its template writes none
+        add_bos_token=True, bos_token="<s>", eos_token="</s>", pad_token="<pad>", unk_token="<unk>", image_token="<image>",
+    )
     template = (
         "{% for message in messages %}{{ message['role'] | upper }}: {% for item in message['content'] %}"
         "{% if item['type'] == 'image' %}<image>\n{% elif item['type'] == 'text' %}{{ item['text'] }}{% endif %}"

@@ -58,6 +58,32 @@ def test_each_tiny_vlm_loads_like_a_hub_model_and_only_its_answer_is_kept(archit
     assert extra.untrained
 
 
+# Where it matters, the real tokenizers and templates, per family (tokenizer_config.json and chat
+# template of the checkpoints named; transformers 5's tokenizer classes for the defaults):
+# (adds BOS when tokenizing, the template's text starts with the BOS token)
+REAL_BOS = {
+    # google/gemma-3-4b-it, google/medgemma-4b-it: GemmaTokenizer, add_bos_token true; "{{ bos_token }}..."
+    "gemma3": (True, True),
+    # HuggingFaceTB/SmolVLM-*: a GPT-2 style BPE (SmolLM2's) that adds none; bos_token "<|im_start|>",
+    # which the template writes first: "<|im_start|>User:<image>...<end_of_utterance>\nAssistant:"
+    "idefics3": (False, True),
+    # llava-hf/llava-1.5-7b-hf: LlamaTokenizer, add_bos_token true; the template writes no BOS: "USER: <image>\n..."
+    "llava": (True, False),
+}
+ONE_TURN = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": DEFAULT_PROMPT}]}]
+
+
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+def test_each_tiny_tokenizer_adds_bos_and_renders_it_as_the_real_one_does(architecture, isolated_cache):
+    from transformers import AutoProcessor
+
+    processor = AutoProcessor.from_pretrained(tiny_vlm_source(architecture))  # as saved, reloaded
+    tokenizer = processor.tokenizer
+    adds_bos = tokenizer("no acute findings").input_ids[0] == tokenizer.bos_token_id
+    renders_bos = processor.apply_chat_template(ONE_TURN, add_generation_prompt=True).startswith(tokenizer.bos_token)
+    assert (adds_bos, renders_bos) == REAL_BOS[architecture]
+
+
 def test_a_plain_captioner_is_given_the_image_alone(tiny_sources, xray):
     extra = ExtraCaptioner(tiny_sources["git-base"])  # GIT: image-to-text, no chat template
     (answer,) = extra.caption([xray], DecodeSettings(max_new_tokens=5))
