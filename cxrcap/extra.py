@@ -388,10 +388,12 @@ class ExtraCaptioner(Captioner):
         processor = self.processor
         asked = self._asked(settings)
         if self._instructable:
-            turn = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": asked}]}]
-            text = processor.apply_chat_template(turn, add_generation_prompt=True)
-            inputs = processor(images=[[image] for image in images], text=[text] * len(images), padding=True,
-                               return_tensors="pt")
+            # Tokenized by the processor's own chat path: a template that writes the BOS (Gemma 3)
+            # turns the tokenizer's off; rendering text, then tokenizing it, gave such models two.
+            turns = [[{"role": "user", "content": [{"type": "image", "image": image}, {"type": "text", "text": asked}]}]
+                     for image in images]
+            inputs = processor.apply_chat_template(turns, add_generation_prompt=True, tokenize=True, return_dict=True,
+                                                   return_tensors="pt", processor_kwargs={"padding": True})
         elif asked:
             inputs = processor(images=images, text=[asked] * len(images), padding=True, return_tensors="pt")
         else:

@@ -84,6 +84,27 @@ def test_each_tiny_tokenizer_adds_bos_and_renders_it_as_the_real_one_does(archit
     assert (adds_bos, renders_bos) == REAL_BOS[architecture]
 
 
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+def test_a_prompt_reaches_each_tiny_vlm_with_one_bos_first(architecture, xray, isolated_cache):
+    extra = ExtraCaptioner.named(f"tiny-{architecture}", tiny_random=True)
+    extra.load()
+    prompts = []  # what the model's first forward pass is given: the whole prompt (one image: no padding)
+
+    def record(module, args, kwargs):
+        if not prompts:
+            (row,) = kwargs["input_ids"].tolist()
+            prompts.append(row)
+
+    hook = extra.model.register_forward_pre_hook(record, with_kwargs=True)
+    try:
+        extra.generate_ids([xray], DecodeSettings(max_new_tokens=2))
+    finally:
+        hook.remove()
+    (prompt,) = prompts
+    bos = extra.processor.tokenizer.bos_token_id
+    assert prompt[0] == bos and prompt.count(bos) == 1, extra.processor.tokenizer.convert_ids_to_tokens(prompt[:3])
+
+
 def test_a_plain_captioner_is_given_the_image_alone(tiny_sources, xray):
     extra = ExtraCaptioner(tiny_sources["git-base"])  # GIT: image-to-text, no chat template
     (answer,) = extra.caption([xray], DecodeSettings(max_new_tokens=5))
