@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import struct
 import threading
 import time
@@ -43,7 +44,6 @@ from .captioner import (
     DecodeSettings,
     StillLoading,
     VariantUnavailable,
-    _first_line,
     _is_local,
     _looks_like_a_path,
     env_flag,
@@ -70,6 +70,19 @@ MEMORY_MARGIN = 1.2  # weights x this: room for activations, the KV cache and th
 # Memory of common hardware, for "it would fit on ..." (GiB of GPU memory, per vendor specs).
 GPUS = (("a 16 GB GPU (e.g. T4)", 16), ("a 24 GB GPU (e.g. L4, A10G)", 24), ("a 48 GB GPU (e.g. L40S)", 48),
         ("an 80 GB GPU (e.g. A100 80 GB, H100)", 80), ("a 141 GB GPU (H200)", 141))
+_SAVE_PROCESSOR = ("save the model's processor into the folder (processor.save_pretrained writes its files), or copy "
+                   "them from the model's hub page")
+# What a model folder holds, each as one of these files: (what, the files, the fix when none is there).
+MODEL_FILES = (
+    ("model config", ("config.json",), "point it at a folder saved with save_pretrained, or a hub id"),
+    ("image processor", ("preprocessor_config.json", "processor_config.json"), _SAVE_PROCESSOR),
+    ("tokenizer", ("tokenizer.json", "tokenizer.model", "vocab.json", "vocab.txt"), _SAVE_PROCESSOR),
+    ("weights", ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json"),
+     "save the model into the folder with save_pretrained, or copy its weights from its hub page"),
+)
+LIBRARY_TEXT_CHARS = 200  # a library's error on a card: its first line, at most this long
+# An absolute path in a library's error (a URL's "//host/..." is not one): shown by its last name.
+_ABSOLUTE_PATH = re.compile(r"(?<![\w:/])/[^\s'\"`,;()]+")
 DTYPE_BYTES = {"F64": 8, "I64": 8, "F32": 4, "I32": 4, "BF16": 2, "F16": 2, "I16": 2,
                "F8_E4M3": 1, "F8_E5M2": 1, "I8": 1, "U8": 1, "BOOL": 1}  # safetensors' dtype names
 
@@ -125,7 +138,7 @@ def _size_unknown(repo_id: str, error: Exception) -> VariantUnavailable:
     if is_offline_mode():
         reason, fix = "HF_HUB_OFFLINE is set", "unset HF_HUB_OFFLINE, so that its size is checked before it downloads"
     else:
-        reason, fix = f"the hub did not answer: {_first_line(error)}", "try again when the hub can be reached"
+        reason, fix = f"the hub did not answer: {_library_text(error)}", "try again when the hub can be reached"
     return VariantUnavailable(
         EXTRA, f"{repo_id!r} is not downloaded yet and the size of its weights cannot be read from the hub ({reason}), "
         "so it is not loaded: it might not fit in memory",
@@ -336,8 +349,8 @@ class ExtraCaptioner(Captioner):
             )
         self.size = weights_size(self.source)
         if self.size is None:
-            log.warning("%s: the size of its weights is unknown (they are not safetensors), so it loads without "
-                        "the memory check", self.name)
+            log.warning("%s: the size of its weights is unknown (no safetensors weights found), so it loads "
+                        "without the memory check", self.name)
         else:
             check_fits(self.name, self.size, self.device, self.dtype, free_memory(self.device))
         self.licence = read_licence(self.source)
@@ -349,9 +362,11 @@ class ExtraCaptioner(Captioner):
                                      trust_remote_code=self.trust_remote_code)
         except BrokenCheckpoint as error:  # missing, wrong-shaped or damaged weights, named
             raise VariantUnavailable(EXTRA, f"{where} {error}", "download it again, or choose another model") from None
-        except Exception as error:  # a processor this version lacks, an unreadable file, ...
-            raise VariantUnavailable(EXTRA, f"{where} could not be loaded ({_first_line(error)})",
-                                     "check the model's files, or choose another model") from None
+        except Exception as error:  # a file missing or unreadable, a processor this version lacks, ...
+            problem = _folder_problem(Path(self.source).expanduser()) if _is_local(self.source) else None
+            reason, fix = problem or (f"could not be loaded ({_library_text(error)})",
+                                      "check the model's files, or choose another model")
+            raise VariantUnavailable(EXTRA, f"{where} {reason}", fix) from None
         tokenizer = getattr(processor, "tokenizer", None)
         if tokenizer is None:
             raise VariantUnavailable(EXTRA, f"{where} has no tokenizer in its processor", "choose another model")
@@ -442,8 +457,10 @@ def _config_error(error: Exception, where: str, source: str) -> VariantUnavailab
         return VariantUnavailable(EXTRA, f"no model {where} on the hub (or it is private)",
                                   "check the id; for a private model set HF_TOKEN")
     if _is_local(source):
-        return VariantUnavailable(EXTRA, f"the folder {where} has no readable model config ({_first_line(error)})",
-                                  "point it at a folder saved with save_pretrained, or a hub id")
+        reason, fix = _folder_problem(Path(source).expanduser()) or (
+            f"has no readable model config ({_library_text(error)})",
+            "point it at a folder saved with save_pretrained, or a hub id")
+        return VariantUnavailable(EXTRA, f"the folder {where} {reason}", fix)
     if "model_type" in text or "Unrecognized model" in text:
         return VariantUnavailable(EXTRA, f"{where} is a model type this transformers version does not know",
                                   "upgrade transformers, or choose another model")
@@ -452,3 +469,30 @@ def _config_error(error: Exception, where: str, source: str) -> VariantUnavailab
         "connect to the hub once to download it (or name a local copy)",
     )
 
+
+def _folder_problem(folder: Path) -> tuple[str, str] | None:
+    """(what is wrong, the fix) with a model folder's files, named by file name: a JSON file that
+    does not parse, or a part of the model (`MODEL_FILES`) none of whose files is there; None
+    when its files look whole (the library's own error is then all there is to say)."""
+    for path in sorted(folder.glob("*.json")):
+        try:
+            json.loads(path.read_bytes())
+        except ValueError as error:  # JSONDecodeError, or bytes that are not text
+            detail = f"{error.msg} at line {error.lineno}, column {error.colno}" \
+                if isinstance(error, json.JSONDecodeError) else "it is not text"
+            return (f"has a {path.name} that is not valid JSON ({detail})",
+                    f"replace {path.name} with the model's own copy (download it again, or save the model again)")
+    for what, names, fix in MODEL_FILES:
+        if not any((folder / name).is_file() for name in names):
+            return f"has no {what} ({' or '.join(names)})", fix
+    return None
+
+
+def _library_text(error: BaseException) -> str:
+    """A library's error for a card: its first line, each absolute path shown by its last name
+    (a server's paths are not for its visitors), cut at a word's end."""
+    lines = str(error).strip().splitlines()
+    text = _ABSOLUTE_PATH.sub(lambda path: Path(path[0]).name, lines[0] if lines else type(error).__name__)
+    if len(text) <= LIBRARY_TEXT_CHARS:
+        return text
+    return text[:LIBRARY_TEXT_CHARS + 1].rsplit(" ", 1)[0] + " …"

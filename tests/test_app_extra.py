@@ -2,6 +2,7 @@
 without a browser, and in a real browser against `python app.py --tiny-random --extra-model tiny`."""
 
 import os
+import shutil
 import time
 
 import pytest
@@ -67,6 +68,19 @@ def test_an_error_is_the_fifth_card_with_its_fix(tiny_sources, xray, tmp_path):
     comparison = list(service.compare(xray, "", 1, 6))[-1][0]
     html = render_cards(service.variant_ids, comparison)
     assert "unavailable" in html and "not a vision-language model" in html and "To fix: choose a model" in html
+    assert str(tmp_path) not in html
+
+
+def test_a_broken_folders_card_names_the_file_and_its_fix_not_the_servers_path(tiny_sources, xray, tmp_path):
+    from cxrcap.tiny_vlm import tiny_vlm_source
+
+    folder = tmp_path / "my-vlm"
+    shutil.copytree(tiny_vlm_source("gemma3"), folder)
+    (folder / "config.json").write_text('{"model_type": "gemma3",')  # cut short
+    service = CaptionService([], extra_model=str(folder))
+    comparison = list(service.compare(xray, "", 1, 6))[-1][0]
+    html = render_cards(service.variant_ids, comparison)
+    assert "has a config.json that is not valid JSON" in html and "To fix: replace config.json" in html
     assert str(tmp_path) not in html
 
 

@@ -2,6 +2,7 @@
 every error a user can meet reaching them with its fix."""
 
 import json
+import re
 import shutil
 import statistics
 import struct
@@ -209,6 +210,51 @@ def test_a_text_model_is_not_a_vision_language_model(tmp_path):
     message = _error(str(tmp_path / "bert"))
     assert "'bert' model, not a vision-language model" in message and "image-text-to-text" in message
     assert str(tmp_path) not in message  # no server path in a user's message
+
+
+ABSOLUTE_PATH = re.compile(r"(?<![\w:/])/\w")  # the start of a server path (a URL's // is not one)
+
+
+def _drop(*names):
+    def edit(folder):
+        for name in names:
+            (folder / name).unlink()
+    return edit
+
+
+def _write(name, text):
+    return lambda folder: (folder / name).write_text(text)
+
+
+@pytest.mark.parametrize("edit, says, fix", [
+    (_write("config.json", '{"model_type": "gemma3",'), "has a config.json that is not valid JSON (",
+     "To fix: replace config.json with the model's own copy"),
+    (_drop("config.json"), "has no model config (config.json)", "To fix: point it at a folder saved with save_pretrained"),
+    (_drop("processor_config.json", "tokenizer.json", "tokenizer_config.json", "chat_template.jinja"),
+     "has no image processor (preprocessor_config.json or processor_config.json)",
+     "To fix: save the model's processor into the folder"),
+    (_write("tokenizer.json", "{truncated"), "has a tokenizer.json that is not valid JSON (", "To fix: replace tokenizer.json"),
+    (_drop("tokenizer.json"), "has no tokenizer (tokenizer.json", "To fix: save the model's processor into the folder"),
+], ids=["bad-config", "no-config", "no-processor", "bad-tokenizer", "no-tokenizer"])
+def test_a_broken_folder_is_named_by_its_file_with_the_fix_and_no_server_path(edit, says, fix, tmp_path, isolated_cache):
+    folder = tmp_path / "my-vlm"
+    shutil.copytree(tiny_vlm_source("gemma3"), folder)
+    edit(folder)
+    message = _error(str(folder))
+    assert f"'my-vlm' {says}" in message and fix in message, message
+    assert str(tmp_path) not in message and not ABSOLUTE_PATH.search(message), message
+
+
+def test_a_librarys_error_text_names_files_not_folders_and_is_cut_at_a_word():
+    from cxrcap.extra import _library_text
+
+    said = "Make sure the folder holds a preprocessor_config.json file. " * 10
+    shown = _library_text(OSError(f"Can't load image processor for '/srv/models/my-vlm'. {said}"))
+    full = f"Can't load image processor for 'my-vlm'. {said}"
+    assert shown.endswith(" …") and len(shown) < len(full)
+    cut = shown.removesuffix(" …")
+    assert full.startswith(cut) and full[len(cut)] == " "  # at a word's end
+    assert _library_text(OSError("see https://huggingface.co/models")) == "see https://huggingface.co/models"
 
 
 def test_remote_code_is_refused_by_default_with_the_owners_switch_named(tmp_path):
