@@ -218,12 +218,30 @@ class ReviewStore:
         self.mirror = mirror
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._connection() as connection:
-            connection.execute("PRAGMA journal_mode = WAL")  # stored in the file: set once, kept by every opener
+            self._refuse_foreign(connection)  # before anything is written into someone else's file
+            _use_wal(connection, self.path)
             self._migrate(connection)
 
-    def _migrate(self, connection: sqlite3.Connection) -> None:
-        connection.execute("BEGIN IMMEDIATE")  # two processes opening a new file: one migrates, the other waits
+    def _refuse_foreign(self, connection: sqlite3.Connection) -> None:
+        """Reviews live in a database of their own: a file with tables the migrations did not make
+        (or tables at all before the first migration) belongs to something else."""
+        connection.execute("BEGIN")  # one snapshot of both: another process may be migrating the file now
         try:
+            version, tables = connection.execute("PRAGMA user_version").fetchone()[0], _tables(connection)
+        finally:
+            connection.execute("COMMIT")
+        if version > SCHEMA_VERSION:
+            return  # a newer cxrcap's: `_migrate` says so
+        foreign = tables - (_our_tables() if version else set())
+        if foreign:
+            raise ReviewError(
+                f"{self.path.name} holds tables that are not cxrcap's reviews: {', '.join(sorted(foreign))}. "
+                "Keep the reviews in a database of their own: name a new file (--db, or CXRCAP_REVIEWS)."
+            )
+
+    def _migrate(self, connection: sqlite3.Connection) -> None:
+        # IMMEDIATE: two processes opening a new file: one migrates, the other waits
+        with _immediate(connection):
             version = connection.execute("PRAGMA user_version").fetchone()[0]
             if version > SCHEMA_VERSION:
                 raise ReviewError(
@@ -234,10 +252,6 @@ class ReviewStore:
                 for statement in _statements(MIGRATIONS[step]):
                     connection.execute(statement)
                 connection.execute(f"PRAGMA user_version = {step + 1}")
-            connection.execute("COMMIT")
-        except BaseException:
-            connection.execute("ROLLBACK")
-            raise
 
     @contextmanager
     def _connection(self) -> Iterator[sqlite3.Connection]:
@@ -252,14 +266,8 @@ class ReviewStore:
     def _transaction(self) -> Iterator[sqlite3.Connection]:
         """One write transaction. IMMEDIATE takes the write lock at BEGIN, so a busy database means
         waiting here, never the mid-transaction lock upgrade that fails at once."""
-        with self._connection() as connection:
-            connection.execute("BEGIN IMMEDIATE")
-            try:
-                yield connection
-                connection.execute("COMMIT")
-            except BaseException:
-                connection.execute("ROLLBACK")
-                raise
+        with self._connection() as connection, _immediate(connection):
+            yield connection
 
     def add(self, reviews: Review | Sequence[Review]) -> list[int]:
         """Store reviews in one transaction (all or none); returns their ids. A submission sent
@@ -307,10 +315,58 @@ class ReviewStore:
             return "; ".join(row[0] for row in connection.execute("PRAGMA integrity_check"))
 
 
+@contextmanager
+def _immediate(connection: sqlite3.Connection) -> Iterator[None]:
+    """One `BEGIN IMMEDIATE` transaction: committed, or rolled back on any error."""
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        connection.execute("COMMIT")
+    except BaseException:
+        # After some errors (a full disk, an interrupt) SQLite has rolled back already: a second
+        # ROLLBACK would fail and be raised instead of the error that says what went wrong.
+        if connection.in_transaction:
+            connection.execute("ROLLBACK")
+        raise
+
+
+def _use_wal(connection: sqlite3.Connection, path: Path) -> None:
+    """WAL journal (stored in the file: set once, kept by every opener). SQLite answers with the
+    mode it could set, which is another one where WAL cannot work (no shared memory)."""
+    mode = connection.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+    if mode.lower() != "wal":
+        log.warning("the reviews database %s runs in journal mode %r, not WAL: reviews are still stored "
+                    "safely, but readers and the writer wait for each other; keep it on a local disk", path, mode)
+
+
 def _statements(script: str) -> list[str]:
-    """A migration's statements one by one: `executescript` would COMMIT our transaction."""
-    without_comments = re.sub(r"--[^\n]*", "", script)
-    return [statement.strip() for statement in without_comments.split(";") if statement.strip()]
+    """A migration's statements one by one (`executescript` would COMMIT our transaction), cut
+    where SQLite says one is complete: a ';' in a string, a comment or a trigger's body is not an end."""
+    statements, start = [], 0
+    for end in (index + 1 for index, char in enumerate(script) if char == ";"):
+        if sqlite3.complete_statement(script[start:end]):
+            statements.append(script[start:end].strip())
+            start = end
+    if script[start:].strip():
+        raise ValueError(f"a migration ends with an incomplete statement: {script[start:].strip()[:80]!r}")
+    return statements
+
+
+def _tables(connection: sqlite3.Connection) -> set[str]:
+    query = "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+    return {name for (name,) in connection.execute(query)}
+
+
+def _our_tables() -> set[str]:
+    """The tables the migrations make (applied to an empty database in memory)."""
+    connection = sqlite3.connect(":memory:", isolation_level=None)
+    try:
+        for migration in MIGRATIONS:
+            for statement in _statements(migration):
+                connection.execute(statement)
+        return _tables(connection)
+    finally:
+        connection.close()
 
 
 def _values(review: Review, created_at: str) -> list:
