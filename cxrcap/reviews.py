@@ -7,9 +7,10 @@ optionally the findings it missed or invented and a comment. The app, the `/revi
 Storage (`ReviewStore`): the standard library's sqlite3, one file (`default_database()`), WAL
 journal (readers never block the writer), a schema version in `PRAGMA user_version` raised by
 `MIGRATIONS`, every write one `BEGIN IMMEDIATE` transaction with a busy timeout (concurrent
-writers queue instead of failing with "database is locked"). An image is known by the sha256 of
-its file only: no pixels, no DICOM fields. Text is stored as typed (HTML included): whoever
-shows it escapes it.
+writers queue instead of failing with "database is locked"). A review sent with an idempotency
+key (the `/review` API's optional submission id) is stored once, however often it is sent. An
+image is known by the sha256 of its file only: no pixels, no DICOM fields. Text is stored as
+typed (HTML included): whoever shows it escapes it.
 
 Statistics (`summarise`): per variant the share of each rating with a Wilson 95% interval over
 reviews; per metric Kendall's tau-b between the rating (wrong < partly < correct) and the
@@ -85,11 +86,16 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE UNIQUE INDEX reviews_once_per_submission ON reviews (submission, variant) WHERE submission IS NOT NULL;
     CREATE INDEX reviews_by_reviewer ON reviews (reviewer);
     """,
+    """
+    -- the /review API's optional submission id: a retried call stores once and answers with the first id
+    ALTER TABLE reviews ADD COLUMN idempotency_key TEXT;
+    CREATE UNIQUE INDEX reviews_once_per_key ON reviews (idempotency_key) WHERE idempotency_key IS NOT NULL;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 COLUMNS = (
     "id", "created_at", "reviewer", "role", "variant", "source", "decoding", "caption", "ground_truth",
-    "image_sha256", "example", "rating", "missed", "invented", "comment", "scores", "submission",
+    "image_sha256", "example", "rating", "missed", "invented", "comment", "scores", "submission", "idempotency_key",
 )  # fmt: skip
 _JSON_COLUMNS = ("missed", "invented", "scores")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -134,6 +140,7 @@ class Review:
     role: str = ""
     scores: dict[str, float | None] = field(default_factory=dict)  # finding_f1 None: no finding named
     submission: str | None = None
+    idempotency_key: str | None = None  # a retried API call with it is stored once (`ReviewStore.add`)
 
 
 def make_review(
@@ -152,6 +159,7 @@ def make_review(
     reviewer=None,
     role=None,
     submission=None,
+    idempotency_key=None,
 ) -> tuple[Review, list[str]]:
     """Check and tidy what a reviewer sent; returns the review and notices for them (e.g. a cut
     comment). Raises `ReviewError` for anything that cannot be stored as meant."""
@@ -166,6 +174,8 @@ def make_review(
     if not _SHA256.fullmatch(image_sha256):
         raise ReviewError("The image is missing: a review is about one X-ray (known by its sha256).")
     caption, ground_truth = _text("caption", caption), _text("ground truth", ground_truth).strip()
+    if not caption.strip():
+        raise ReviewError("The caption is empty: send the caption the review is about.")
     for name, value in (("caption", caption), ("ground truth", ground_truth)):
         if len(value) > MAX_TEXT_CHARS:
             raise ReviewError(f"The {name} has {len(value):,} characters; at most {MAX_TEXT_CHARS:,} are stored.")
@@ -175,7 +185,8 @@ def make_review(
         comment = comment[:MAX_COMMENT_CHARS]
     short = {
         name: _text(name, value).strip()
-        for name, value in (("reviewer name", reviewer), ("role", role), ("source", source), ("decoding", decoding))
+        for name, value in (("reviewer name", reviewer), ("role", role), ("source", source), ("decoding", decoding),
+                        ("submission id", idempotency_key))
     }
     for name, value in short.items():
         if len(value) > MAX_NAME_CHARS * (5 if name in ("source", "decoding") else 1):
@@ -188,6 +199,7 @@ def make_review(
         decoding=short["decoding"], missed=_findings("missed", missed), invented=_findings("invented", invented),
         comment=comment, reviewer=short["reviewer name"], role=short["role"], scores=scores,
         submission=None if submission is None else _text("submission", submission),
+        idempotency_key=short["submission id"] or None,
     )  # fmt: skip
     return review, notices
 
@@ -271,23 +283,27 @@ class ReviewStore:
 
     def add(self, reviews: Review | Sequence[Review]) -> list[int]:
         """Store reviews in one transaction (all or none); returns their ids. A submission sent
-        twice is refused whole."""
+        twice is refused whole; a review whose idempotency key is stored already (a retried API
+        call) is not stored again: the id it got the first time is returned."""
         reviews = [reviews] if isinstance(reviews, Review) else list(reviews)
         created_at = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
         placeholders = ", ".join("?" * (len(COLUMNS) - 1))
+        ids, added = [], []
         try:
             with self._transaction() as connection:
-                ids = [
-                    connection.execute(
-                        f"INSERT INTO reviews ({', '.join(COLUMNS[1:])}) VALUES ({placeholders})",
-                        _values(review, created_at),
-                    ).lastrowid
-                    for review in reviews
-                ]
+                for review in reviews:
+                    review_id = _stored_before(connection, review)
+                    if review_id is None:
+                        review_id = connection.execute(
+                            f"INSERT INTO reviews ({', '.join(COLUMNS[1:])}) VALUES ({placeholders})",
+                            _values(review, created_at),
+                        ).lastrowid
+                        added.append(review_id)
+                    ids.append(review_id)
         except sqlite3.IntegrityError:
             raise ReviewError("These reviews were submitted already; each image's reviews are sent once.") from None
-        if self.mirror is not None:
-            self.mirror.append(self.rows(ids=ids))
+        if self.mirror is not None and added:
+            self.mirror.append(self.rows(ids=added))
         return ids
 
     def rows(self, ids: Sequence[int] | None = None) -> list[dict]:
@@ -367,6 +383,22 @@ def _our_tables() -> set[str]:
         return _tables(connection)
     finally:
         connection.close()
+
+
+def _stored_before(connection: sqlite3.Connection, review: Review) -> int | None:
+    """The id of the review stored under this review's idempotency key, if any; the same key with
+    another review is refused (a client reusing its keys would otherwise lose reviews silently)."""
+    if review.idempotency_key is None:
+        return None
+    content = COLUMNS[2:]  # all but the id and when it was stored
+    found = connection.execute(f"SELECT id, {', '.join(content)} FROM reviews WHERE idempotency_key = ?",
+                               (review.idempotency_key,)).fetchone()
+    if found is None:
+        return None
+    if list(found[1:]) != _values(review, "")[1:]:
+        raise ReviewError(f"The submission id {review.idempotency_key!r} was sent before with another review; "
+                          "send a new id with each new review.")
+    return found[0]
 
 
 def _values(review: Review, created_at: str) -> list:

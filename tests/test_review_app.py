@@ -57,6 +57,21 @@ def test_review_api_returns_the_id_and_refuses_bad_values_storing_nothing(client
     assert len(stored(reviews_db)) == before
 
 
+def test_review_api_with_a_submission_id_stores_a_retried_call_once(client, reviews_db, cxr_image):
+    sent = (handle_file(str(cxr_image)), TRUTH, "git-base", "left effusion", "correct", "", "Dr Retry")
+    first = client.predict(*sent, "7c1e-retry", api_name="/review")
+    assert client.predict(*sent, "7c1e-retry", api_name="/review") == first  # the answer the first call got
+    assert [row["id"] for row in stored(reviews_db).values() if row["idempotency_key"] == "7c1e-retry"] == [first]
+    before = len(stored(reviews_db))
+    for variant, caption, message in [("git-base", "  ", "The caption is empty"),
+                                      ("extra", "c", "This app does not run Extra model (extra)")]:
+        with pytest.raises(Exception) as caught:
+            client.predict(handle_file(str(cxr_image)), TRUTH, variant, caption, "correct", "", "", "",
+                           api_name="/review")
+        assert message in str(caught.value) and "Traceback" not in str(caught.value)
+    assert len(stored(reviews_db)) == before
+
+
 def test_eight_clients_25_reviews_each_all_stored_none_locked(app_url, reviews_db, cxr_image):
     def reviewer(worker):
         client = Client(app_url, verbose=False)

@@ -293,3 +293,40 @@ def test_an_unrelated_sqlite_file_is_refused_untouched(tmp_path, capsys):
     assert path.read_bytes() == before and not path.with_name("accounts.sqlite-wal").exists()
     with sqlite3.connect(path) as connection:
         assert [row[0] for row in connection.execute("SELECT name FROM sqlite_master")] == ["accounts"]
+
+
+def test_a_retried_idempotency_key_stores_once_and_answers_with_the_first_id(tmp_path):
+    store = ReviewStore(tmp_path / "reviews.sqlite", reviews.JsonlMirror(tmp_path / "hub", threading.Lock()))
+    [first] = store.add(review(idempotency_key="client-7f3a"))
+    assert store.add(review(idempotency_key="client-7f3a")) == [first]  # a retry: the answer the first call got
+    assert [row["idempotency_key"] for row in store.rows()] == ["client-7f3a"]
+    assert len(store.mirror.file.read_text().splitlines()) == 1  # copied once too
+    with pytest.raises(ReviewError, match="'client-7f3a' was sent before with another review"):
+        store.add(review(idempotency_key="client-7f3a", rating="wrong"))
+    [other] = store.add(review(idempotency_key="client-8b01"))
+    assert other != first and len(store.rows()) == 2
+    assert review(idempotency_key="  ").idempotency_key is None  # empty: no key
+    with pytest.raises(ReviewError, match="submission id is too long"):
+        review(idempotency_key="k" * 101)
+
+
+def test_an_empty_caption_is_refused():
+    with pytest.raises(ReviewError, match="The caption is empty"):
+        review(caption=" \n ")
+
+
+def test_a_database_of_the_first_schema_migrates_keeping_its_reviews(tmp_path):
+    path = tmp_path / "reviews.sqlite"
+    connection = sqlite3.connect(path, isolation_level=None)
+    for statement in reviews._statements(reviews.MIGRATIONS[0]):
+        connection.execute(statement)
+    connection.execute("PRAGMA user_version = 1")
+    connection.execute("INSERT INTO reviews (created_at, variant, caption, image_sha256, rating, submission) "
+                       "VALUES ('2026-01-01T00:00:00+00:00', 'git-base', 'old caption', ?, 'correct', 's1')", (SHA_A,))
+    connection.close()
+    store = ReviewStore(path)
+    [row] = store.rows()
+    assert (row["caption"], row["submission"], row["idempotency_key"]) == ("old caption", "s1", None)
+    with sqlite3.connect(path) as connection:
+        assert connection.execute("PRAGMA user_version").fetchone()[0] == reviews.SCHEMA_VERSION == 2
+    assert store.integrity_check() == "ok"
