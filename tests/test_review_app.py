@@ -14,7 +14,7 @@ from playwright.sync_api import expect
 from test_browser import SCREENSHOTS, browser  # noqa: F401  (the browser fixture)
 
 from benchmarks.app_process import running_app, start_app
-from cxrcap.reviews import MAX_COMMENT_CHARS
+from cxrcap.reviews import MAX_COMMENT_CHARS, ReviewStore, make_review
 
 TRUTH = "Left pleural effusion and cardiomegaly."
 HTML_COMMENT = '<img src=x onerror="window.__xss = 1"> misses the heart'
@@ -173,6 +173,20 @@ def test_browser_caption_rate_two_cards_submit_and_the_summary_changes(browser, 
     expect(page.locator("#reviews-summary")).to_contain_text(f"{before + 2:,} reviews of captions", timeout=30_000)
     expect(page.locator("#reviews-summary")).to_contain_text("Kendall")
     page.screenshot(path=str(SCREENSHOTS / "reviews-summary.png"), full_page=True)
+    page.close()
+
+
+def test_a_fresh_page_shows_the_reviews_stored_by_now_not_at_server_start(browser, app_url, reviews_db):  # noqa: F811
+    ReviewStore(reviews_db).add(make_review(variant="git-base", caption="stored after the app started",
+                                            rating="correct", image_sha256="f" * 64)[0])
+    count = len(stored(reviews_db))
+    page = browser.new_page(viewport={"width": 1366, "height": 900})
+    page.clock.install()
+    page.clock.pause_at(time.time() * 1000)  # the page's timers are stopped: no refresh tick can fill the summary
+    page.goto(app_url)
+    page.get_by_role("tab", name="Results").click()
+    expect(page.locator("#reviews-summary")).to_contain_text(f"{count:,} review{'s' * (count != 1)} of captions",
+                                                                 timeout=30_000)
     page.close()
 
 

@@ -327,18 +327,22 @@ class ReviewForm:
                                     logged_in=profile.username if profile is not None else None)
 
     def results_section(self) -> None:
-        """The Results tab's "Reviews" section; call inside that tab. Refreshes when reviews arrive."""
+        """The Results tab's "Reviews" section; call inside that tab. Filled when a page loads (a
+        summary made at server start would be stale by then), refreshed when reviews arrive."""
         gr.Markdown("## Clinicians' reviews")
-        version, text = self.desk.summary()
-        summary = gr.Markdown(text, elem_id="reviews-summary")
-        download = gr.DownloadButton("Download reviews (CSV)", value=self.desk.export_csv(), elem_id="reviews-csv")
-        seen = gr.State(version)
+        summary = gr.Markdown(elem_id="reviews-summary")
+        download = gr.DownloadButton("Download reviews (CSV)", elem_id="reviews-csv")
+        seen = gr.State(None)  # the database version this page shows
 
-        def refresh(seen_version):
+        def current():
             version, text = self.desk.summary()
-            if version == seen_version:
-                return gr.skip(), gr.skip(), seen_version
             return text, self.desk.export_csv(), version
 
+        def refresh(seen_version):
+            version, _ = self.desk.summary()
+            return (gr.skip(), gr.skip(), seen_version) if version == seen_version else current()
+
+        # No triggers and no inputs: on every page load (the app's `demo.load`); not queued behind captions.
+        gr.on(None, current, None, [summary, download, seen], api_visibility="private", queue=False)
         gr.Timer(REFRESH_SECONDS).tick(refresh, seen, [summary, download, seen], api_visibility="private",
                                        queue=False)  # fmt: skip
