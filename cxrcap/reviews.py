@@ -605,11 +605,12 @@ def to_csv(rows: Sequence[dict]) -> str:
         flat = {key: value for key, value in row.items() if key != "scores"}
         flat.update(missed="; ".join(row["missed"]), invented="; ".join(row["invented"]))
         flat.update({key: row["scores"].get(key, "") for key in metrics.SENTENCE_KEYS})
-        writer.writerow({key: _spreadsheet_safe(value) for key, value in flat.items()})
+        writer.writerow({key: spreadsheet_safe(value) for key, value in flat.items()})
     return buffer.getvalue()
 
 
-def _spreadsheet_safe(value):
+def spreadsheet_safe(value):
+    """A CSV cell a spreadsheet shows as text: one it would run as a formula gets a leading apostrophe."""
     if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
         return "'" + value
     return value
