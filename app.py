@@ -220,11 +220,11 @@ def build_demo(service: CaptionService, examples: list[Example], results_dir: Pa
         api_trigger.click(shows_user_errors(service.caption_rows), [api_file, ground_truth, num_beams, max_new_tokens], [api_rows],
                           api_name="caption")
         # Client(url).predict(handle_file(path), ground_truth, variant, caption, rating, comment, reviewer,
-        #                     api_name="/review") -> the stored review's id
+        #                     submission_id, api_name="/review") -> the stored review's id
         with gr.Row(visible=False):
-            review_api_inputs = [xray_upload(), *(gr.Textbox() for _ in range(6))]
+            review_api_inputs = [xray_upload(), *(gr.Textbox() for _ in range(7))]
             review_api_id, review_api_trigger = gr.Number(precision=0), gr.Button()
-        review_api_trigger.click(shows_user_errors(desk.api_review), review_api_inputs, [review_api_id], api_name="review",
+        review_api_trigger.click(shows_user_errors(review_form.api_review), review_api_inputs, [review_api_id], api_name="review",
                                  concurrency_limit=4)  # SQLite queues the writers; decoding runs beside captioning
     return demo
 
@@ -241,7 +241,8 @@ def main() -> None:
                              public_files=[example.path for example in examples],
                              extra_model=args.extra_model, extra_prompt=args.extra_prompt)
     service.start()
-    desk = ReviewDesk(open_store(), service.captioners, service.receive_upload, [e.path for e in examples])
+    desk = ReviewDesk(open_store(), service.captioners_for(service.int8_default), service.receive_upload,
+                      [e.path for e in examples])
     print(f"Reviews are stored in {desk.store.path}")
     demo = build_demo(service, examples, args.results, desk)
     demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=1)  # 2 vCPU: one caption job at a time

@@ -16,6 +16,7 @@ can differ from fp32 ones.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import itertools
@@ -177,6 +178,11 @@ class Captioner:
     def notes(self, settings: DecodeSettings | None = None) -> tuple[str, ...]:
         """Lines a card shows under the caption (the study's variants need none)."""
         return ()
+
+    def own_settings(self, settings: DecodeSettings) -> DecodeSettings:
+        """The decoding settings as they decide this captioner's caption (caches key on them):
+        the study's variants are asked no prompt, so one meant for the extra slot is dropped."""
+        return dataclasses.replace(settings, prompt=None)
 
     @property
     def is_loaded(self) -> bool:

@@ -22,6 +22,7 @@ message says what to do.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -394,6 +395,10 @@ class ExtraCaptioner(Captioner):
 
     def _prompt(self, settings: DecodeSettings | None) -> str:
         return (settings.prompt if settings and settings.prompt else self.prompt).strip()
+
+    def own_settings(self, settings: DecodeSettings) -> DecodeSettings:
+        """The prompt as asked: none given and the default written out are the same request."""
+        return dataclasses.replace(settings, prompt=self._prompt(settings))
 
     def _asked(self, settings: DecodeSettings | None) -> str | None:
         """What the loaded model is given as text: the prompt, its family's task prompt, or nothing."""

@@ -24,7 +24,9 @@ which only the chosen ones are read.
 Everything read is kept under `cache_root()/hub/`: the text as one parquet file per split and the
 chosen rows' images as they were stored (JPEG/PNG bytes, not re-encoded), so a second run reads
 nothing from the source and a run with another filter fetches only images it has not got yet.
-Delete the source's cache folder to read a newer revision of a hub dataset.
+A local folder's data files are checked at every run (names, sizes, modification times): when
+any changed, its cache is read afresh. Delete the source's cache folder to read a newer revision
+of a hub dataset.
 
 Bytes read are counted at the file object pyarrow reads through (`Reads`); hub files are opened
 without read-ahead (fsspec `cache_type="none"`), so for the hub the count is what was downloaded.
@@ -198,17 +200,22 @@ class HubSource:
         self.source = str(local.resolve()) if local.exists() else str(source)
         self.folder = cache_root() / "hub" / f"{_slug(self.source)}-v{FORMAT_VERSION}"
         manifest = self.folder / "manifest.json"
+        described = {}
         if local.exists():
             self.shards = _resolve_shards(self.source)  # local listing: cheap, and follows edits
+            described = {"files": _stamps(self.shards)}
             known = json.loads(manifest.read_text(encoding="utf-8")) if manifest.is_file() else None
-            if known is not None and known["shards"] != self.shards:
-                _clear(self.folder)  # the folder's shards changed: what is cached describes other files
+            if known is not None and (known["shards"] != self.shards or known.get("files") != described["files"]):
+                # the folder's files changed (a newer download under the same names too): what is
+                # cached describes other files, and would pair their text with these images
+                _clear(self.folder)
         elif manifest.is_file():
             self.shards = json.loads(manifest.read_text(encoding="utf-8"))["shards"]  # no network on a rerun
         else:
             self.shards = _resolve_shards(self.source)
         if not manifest.is_file():
-            _write_atomically(manifest, json.dumps({"source": self.source, "shards": self.shards}, indent=2).encode())
+            written = {"source": self.source, "shards": self.shards, **described}
+            _write_atomically(manifest, json.dumps(written, indent=2).encode())
 
     @property
     def splits(self) -> list[str]:
@@ -223,6 +230,15 @@ class HubSource:
         if name not in self.shards:
             raise HubError(f"{self.source}: no split {name!r}; its splits are {', '.join(self.shards)}")
         return HubSplit(self, name)
+
+
+def _stamps(shards: dict[str, list[str]]) -> dict[str, list[int]]:
+    """Each local data file's size and modification time: a file re-written under its name changes them."""
+    stamps = {}
+    for path in (path for paths in shards.values() for path in paths):
+        status = os.stat(path)
+        stamps[path] = [status.st_size, status.st_mtime_ns]
+    return stamps
 
 
 def _clear(folder: Path) -> None:

@@ -46,7 +46,7 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from . import __version__, data, heatmaps, metrics
+from . import __version__, data, heatmaps, int8, metrics
 from .captioner import (
     UNTRAINED_NOTE,
     Captioner,
@@ -195,6 +195,8 @@ def run(args: argparse.Namespace) -> int:
     batch_size = args.batch_size or default_batch_size(pick_device())
     if args.from_predictions:  # labelled with how the captions were made, not with this command's flags
         predictions, rows, record = predictions_from_csv(args.from_predictions, evaluation.ids, captioners)
+        if args.compare_int8:
+            _check_int8_comparable(args, record, rows)
         _note_ignored_flags(args, settings, record, rows)
     else:
         predictions, rows = generate_predictions(captioners, evaluation.images, settings, batch_size)
@@ -229,36 +231,60 @@ def run(args: argparse.Namespace) -> int:
     )
     print(markdown)
     if args.compare_int8:
-        print(compare_int8(args, evaluation, predictions, rows, settings, batch_size))
+        captioners.clear()  # the fp32 weights go before the int8 copies load: one variant's weights at a time
+        print(compare_int8(args, evaluation, predictions, rows, record.settings, batch_size))
     print(f"wrote {', '.join(OUTPUT_FILES)} to {args.out}/", file=sys.stderr)
     return 0 if all(row.available for row in rows) else 1
 
 
 def compare_int8(args, evaluation: EvaluationSet, predictions: dict[str, list[str]], rows: list[Row],
                  settings: DecodeSettings, batch_size: int) -> str:
-    """Caption again with int8 copies of the available variants; write and return `int8.FILES`' table.
-    Compared with the fp32 captions of this report (or of --from-predictions)."""
-    from . import int8
-
+    """Caption again with an int8 copy of each available variant, made with `settings` (those of the
+    fp32 captions); write and return `int8.FILES`' table. Compared with the fp32 captions of this
+    report (or of --from-predictions). One int8 copy at a time: each is released before the next loads."""
     models = [row for row in rows if row.kind == "model" and row.available and row.name in VARIANT_IDS]  # not the extra
-    int8_captioners = build_captioners([row.name for row in models], tiny_random=args.tiny_random, quantize_int8=True)
-    int8_predictions, int8_rows = generate_predictions(int8_captioners, evaluation.images, settings, batch_size)
-    compared = []
-    for row, int8_row in zip(models, int8_rows):
-        if not int8_row.available:
-            continue
-        tokenizer = int8_captioners[row.name].processor.tokenizer
-        compared.append(int8.compare(
-            row.name, row.display_label, predictions[row.name], int8_predictions[row.name], evaluation.references,
-            lambda text: tokenizer(text, add_special_tokens=False).input_ids,
-            fp32_seconds=row.seconds, int8_seconds=int8_row.seconds,
-            n_resamples=args.bootstrap, seed=args.seed, confidence=CI_LEVEL,
-        ))
+    compared = [_compare_int8_variant(args, evaluation, predictions[row.name], row, settings, batch_size)
+                for row in models]
+    compared = [row for row in compared if row is not None]
     about = (f"{len(evaluation.ids)} images of {args.data} ({args.split} split); decoding: {settings.describe()}; "
              f"CPU, {torch.get_num_threads()} threads; speed-up: fp32 generation time / int8 generation time.")
     table = int8.write(compared, args.out, about, untrained=any(row.untrained for row in models))
     print(f"wrote {', '.join(int8.FILES)} to {args.out}/", file=sys.stderr)
     return table
+
+
+def _compare_int8_variant(args, evaluation: EvaluationSet, fp32: list[str], row: Row, settings: DecodeSettings,
+                          batch_size: int) -> int8.Int8Row | None:
+    """One variant's int8 row (None when its int8 copy cannot load); its captioner dies on return."""
+    captioner = build_captioners([row.name], tiny_random=args.tiny_random, quantize_int8=True)[row.name]
+    int8_predictions, (int8_row,) = generate_predictions({row.name: captioner}, evaluation.images, settings, batch_size)
+    if not int8_row.available:
+        return None
+    tokenizer = captioner.processor.tokenizer
+    return int8.compare(
+        row.name, row.display_label, fp32, int8_predictions[row.name], evaluation.references,
+        lambda text: tokenizer(text, add_special_tokens=False).input_ids,
+        fp32_seconds=row.seconds, int8_seconds=int8_row.seconds,
+        n_resamples=args.bootstrap, seed=args.seed, confidence=CI_LEVEL,
+    )
+
+
+def _check_int8_comparable(args, record: PredictionsRecord, rows: list[Row]) -> None:
+    """int8 copies are compared with fp32 captions made as they are: the same decoding settings
+    (read from the predictions' record) and the same weights, trained or tiny random."""
+    if record.settings is None:
+        raise ReportError(
+            f"--compare-int8 makes its int8 captions with the decoding settings of the fp32 ones it compares "
+            f"against, and those of {args.from_predictions} are unknown ({record.why_unknown}): keep the "
+            f"{record_path(args.from_predictions).name} written beside it, or run without --from-predictions"
+        )
+    other = [row.name for row in rows if row.kind == "model" and row.name in VARIANT_IDS
+             and row.untrained != args.tiny_random]
+    if other:
+        made = "untrained tiny random weights" if not args.tiny_random else "trained weights"
+        fix = "add --tiny-random" if not args.tiny_random else "drop --tiny-random"
+        raise ReportError(f"--compare-int8: the {', '.join(other)} captions in {args.from_predictions} were made "
+                          f"with {made}; their int8 copies would not be: {fix}")
 
 
 # ---------------------------------------------------------------- images and captions

@@ -7,9 +7,10 @@ optionally the findings it missed or invented and a comment. The app, the `/revi
 Storage (`ReviewStore`): the standard library's sqlite3, one file (`default_database()`), WAL
 journal (readers never block the writer), a schema version in `PRAGMA user_version` raised by
 `MIGRATIONS`, every write one `BEGIN IMMEDIATE` transaction with a busy timeout (concurrent
-writers queue instead of failing with "database is locked"). An image is known by the sha256 of
-its file only: no pixels, no DICOM fields. Text is stored as typed (HTML included): whoever
-shows it escapes it.
+writers queue instead of failing with "database is locked"). A review sent with an idempotency
+key (the `/review` API's optional submission id) is stored once, however often it is sent. An
+image is known by the sha256 of its file only: no pixels, no DICOM fields. Text is stored as
+typed (HTML included): whoever shows it escapes it.
 
 Statistics (`summarise`): per variant the share of each rating with a Wilson 95% interval over
 reviews; per metric Kendall's tau-b between the rating (wrong < partly < correct) and the
@@ -85,11 +86,16 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE UNIQUE INDEX reviews_once_per_submission ON reviews (submission, variant) WHERE submission IS NOT NULL;
     CREATE INDEX reviews_by_reviewer ON reviews (reviewer);
     """,
+    """
+    -- the /review API's optional submission id: a retried call stores once and answers with the first id
+    ALTER TABLE reviews ADD COLUMN idempotency_key TEXT;
+    CREATE UNIQUE INDEX reviews_once_per_key ON reviews (idempotency_key) WHERE idempotency_key IS NOT NULL;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 COLUMNS = (
     "id", "created_at", "reviewer", "role", "variant", "source", "decoding", "caption", "ground_truth",
-    "image_sha256", "example", "rating", "missed", "invented", "comment", "scores", "submission",
+    "image_sha256", "example", "rating", "missed", "invented", "comment", "scores", "submission", "idempotency_key",
 )  # fmt: skip
 _JSON_COLUMNS = ("missed", "invented", "scores")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -134,6 +140,7 @@ class Review:
     role: str = ""
     scores: dict[str, float | None] = field(default_factory=dict)  # finding_f1 None: no finding named
     submission: str | None = None
+    idempotency_key: str | None = None  # a retried API call with it is stored once (`ReviewStore.add`)
 
 
 def make_review(
@@ -152,6 +159,7 @@ def make_review(
     reviewer=None,
     role=None,
     submission=None,
+    idempotency_key=None,
 ) -> tuple[Review, list[str]]:
     """Check and tidy what a reviewer sent; returns the review and notices for them (e.g. a cut
     comment). Raises `ReviewError` for anything that cannot be stored as meant."""
@@ -166,6 +174,8 @@ def make_review(
     if not _SHA256.fullmatch(image_sha256):
         raise ReviewError("The image is missing: a review is about one X-ray (known by its sha256).")
     caption, ground_truth = _text("caption", caption), _text("ground truth", ground_truth).strip()
+    if not caption.strip():
+        raise ReviewError("The caption is empty: send the caption the review is about.")
     for name, value in (("caption", caption), ("ground truth", ground_truth)):
         if len(value) > MAX_TEXT_CHARS:
             raise ReviewError(f"The {name} has {len(value):,} characters; at most {MAX_TEXT_CHARS:,} are stored.")
@@ -175,7 +185,8 @@ def make_review(
         comment = comment[:MAX_COMMENT_CHARS]
     short = {
         name: _text(name, value).strip()
-        for name, value in (("reviewer name", reviewer), ("role", role), ("source", source), ("decoding", decoding))
+        for name, value in (("reviewer name", reviewer), ("role", role), ("source", source), ("decoding", decoding),
+                        ("submission id", idempotency_key))
     }
     for name, value in short.items():
         if len(value) > MAX_NAME_CHARS * (5 if name in ("source", "decoding") else 1):
@@ -188,6 +199,7 @@ def make_review(
         decoding=short["decoding"], missed=_findings("missed", missed), invented=_findings("invented", invented),
         comment=comment, reviewer=short["reviewer name"], role=short["role"], scores=scores,
         submission=None if submission is None else _text("submission", submission),
+        idempotency_key=short["submission id"] or None,
     )  # fmt: skip
     return review, notices
 
@@ -218,12 +230,30 @@ class ReviewStore:
         self.mirror = mirror
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._connection() as connection:
-            connection.execute("PRAGMA journal_mode = WAL")  # stored in the file: set once, kept by every opener
+            self._refuse_foreign(connection)  # before anything is written into someone else's file
+            _use_wal(connection, self.path)
             self._migrate(connection)
 
-    def _migrate(self, connection: sqlite3.Connection) -> None:
-        connection.execute("BEGIN IMMEDIATE")  # two processes opening a new file: one migrates, the other waits
+    def _refuse_foreign(self, connection: sqlite3.Connection) -> None:
+        """Reviews live in a database of their own: a file with tables the migrations did not make
+        (or tables at all before the first migration) belongs to something else."""
+        connection.execute("BEGIN")  # one snapshot of both: another process may be migrating the file now
         try:
+            version, tables = connection.execute("PRAGMA user_version").fetchone()[0], _tables(connection)
+        finally:
+            connection.execute("COMMIT")
+        if version > SCHEMA_VERSION:
+            return  # a newer cxrcap's: `_migrate` says so
+        foreign = tables - (_our_tables() if version else set())
+        if foreign:
+            raise ReviewError(
+                f"{self.path.name} holds tables that are not cxrcap's reviews: {', '.join(sorted(foreign))}. "
+                "Keep the reviews in a database of their own: name a new file (--db, or CXRCAP_REVIEWS)."
+            )
+
+    def _migrate(self, connection: sqlite3.Connection) -> None:
+        # IMMEDIATE: two processes opening a new file: one migrates, the other waits
+        with _immediate(connection):
             version = connection.execute("PRAGMA user_version").fetchone()[0]
             if version > SCHEMA_VERSION:
                 raise ReviewError(
@@ -234,10 +264,6 @@ class ReviewStore:
                 for statement in _statements(MIGRATIONS[step]):
                     connection.execute(statement)
                 connection.execute(f"PRAGMA user_version = {step + 1}")
-            connection.execute("COMMIT")
-        except BaseException:
-            connection.execute("ROLLBACK")
-            raise
 
     @contextmanager
     def _connection(self) -> Iterator[sqlite3.Connection]:
@@ -252,34 +278,32 @@ class ReviewStore:
     def _transaction(self) -> Iterator[sqlite3.Connection]:
         """One write transaction. IMMEDIATE takes the write lock at BEGIN, so a busy database means
         waiting here, never the mid-transaction lock upgrade that fails at once."""
-        with self._connection() as connection:
-            connection.execute("BEGIN IMMEDIATE")
-            try:
-                yield connection
-                connection.execute("COMMIT")
-            except BaseException:
-                connection.execute("ROLLBACK")
-                raise
+        with self._connection() as connection, _immediate(connection):
+            yield connection
 
     def add(self, reviews: Review | Sequence[Review]) -> list[int]:
         """Store reviews in one transaction (all or none); returns their ids. A submission sent
-        twice is refused whole."""
+        twice is refused whole; a review whose idempotency key is stored already (a retried API
+        call) is not stored again: the id it got the first time is returned."""
         reviews = [reviews] if isinstance(reviews, Review) else list(reviews)
         created_at = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
         placeholders = ", ".join("?" * (len(COLUMNS) - 1))
+        ids, added = [], []
         try:
             with self._transaction() as connection:
-                ids = [
-                    connection.execute(
-                        f"INSERT INTO reviews ({', '.join(COLUMNS[1:])}) VALUES ({placeholders})",
-                        _values(review, created_at),
-                    ).lastrowid
-                    for review in reviews
-                ]
+                for review in reviews:
+                    review_id = _stored_before(connection, review)
+                    if review_id is None:
+                        review_id = connection.execute(
+                            f"INSERT INTO reviews ({', '.join(COLUMNS[1:])}) VALUES ({placeholders})",
+                            _values(review, created_at),
+                        ).lastrowid
+                        added.append(review_id)
+                    ids.append(review_id)
         except sqlite3.IntegrityError:
             raise ReviewError("These reviews were submitted already; each image's reviews are sent once.") from None
-        if self.mirror is not None:
-            self.mirror.append(self.rows(ids=ids))
+        if self.mirror is not None and added:
+            self.mirror.append(self.rows(ids=added))
         return ids
 
     def rows(self, ids: Sequence[int] | None = None) -> list[dict]:
@@ -307,10 +331,74 @@ class ReviewStore:
             return "; ".join(row[0] for row in connection.execute("PRAGMA integrity_check"))
 
 
+@contextmanager
+def _immediate(connection: sqlite3.Connection) -> Iterator[None]:
+    """One `BEGIN IMMEDIATE` transaction: committed, or rolled back on any error."""
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        connection.execute("COMMIT")
+    except BaseException:
+        # After some errors (a full disk, an interrupt) SQLite has rolled back already: a second
+        # ROLLBACK would fail and be raised instead of the error that says what went wrong.
+        if connection.in_transaction:
+            connection.execute("ROLLBACK")
+        raise
+
+
+def _use_wal(connection: sqlite3.Connection, path: Path) -> None:
+    """WAL journal (stored in the file: set once, kept by every opener). SQLite answers with the
+    mode it could set, which is another one where WAL cannot work (no shared memory)."""
+    mode = connection.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+    if mode.lower() != "wal":
+        log.warning("the reviews database %s runs in journal mode %r, not WAL: reviews are still stored "
+                    "safely, but readers and the writer wait for each other; keep it on a local disk", path, mode)
+
+
 def _statements(script: str) -> list[str]:
-    """A migration's statements one by one: `executescript` would COMMIT our transaction."""
-    without_comments = re.sub(r"--[^\n]*", "", script)
-    return [statement.strip() for statement in without_comments.split(";") if statement.strip()]
+    """A migration's statements one by one (`executescript` would COMMIT our transaction), cut
+    where SQLite says one is complete: a ';' in a string, a comment or a trigger's body is not an end."""
+    statements, start = [], 0
+    for end in (index + 1 for index, char in enumerate(script) if char == ";"):
+        if sqlite3.complete_statement(script[start:end]):
+            statements.append(script[start:end].strip())
+            start = end
+    if script[start:].strip():
+        raise ValueError(f"a migration ends with an incomplete statement: {script[start:].strip()[:80]!r}")
+    return statements
+
+
+def _tables(connection: sqlite3.Connection) -> set[str]:
+    query = "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+    return {name for (name,) in connection.execute(query)}
+
+
+def _our_tables() -> set[str]:
+    """The tables the migrations make (applied to an empty database in memory)."""
+    connection = sqlite3.connect(":memory:", isolation_level=None)
+    try:
+        for migration in MIGRATIONS:
+            for statement in _statements(migration):
+                connection.execute(statement)
+        return _tables(connection)
+    finally:
+        connection.close()
+
+
+def _stored_before(connection: sqlite3.Connection, review: Review) -> int | None:
+    """The id of the review stored under this review's idempotency key, if any; the same key with
+    another review is refused (a client reusing its keys would otherwise lose reviews silently)."""
+    if review.idempotency_key is None:
+        return None
+    content = COLUMNS[2:]  # all but the id and when it was stored
+    found = connection.execute(f"SELECT id, {', '.join(content)} FROM reviews WHERE idempotency_key = ?",
+                               (review.idempotency_key,)).fetchone()
+    if found is None:
+        return None
+    if list(found[1:]) != _values(review, "")[1:]:
+        raise ReviewError(f"The submission id {review.idempotency_key!r} was sent before with another review; "
+                          "send a new id with each new review.")
+    return found[0]
 
 
 def _values(review: Review, created_at: str) -> list:
@@ -517,11 +605,12 @@ def to_csv(rows: Sequence[dict]) -> str:
         flat = {key: value for key, value in row.items() if key != "scores"}
         flat.update(missed="; ".join(row["missed"]), invented="; ".join(row["invented"]))
         flat.update({key: row["scores"].get(key, "") for key in metrics.SENTENCE_KEYS})
-        writer.writerow({key: _spreadsheet_safe(value) for key, value in flat.items()})
+        writer.writerow({key: spreadsheet_safe(value) for key, value in flat.items()})
     return buffer.getvalue()
 
 
-def _spreadsheet_safe(value):
+def spreadsheet_safe(value):
+    """A CSV cell a spreadsheet shows as text: one it would run as a formula gets a leading apostrophe."""
     if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
         return "'" + value
     return value

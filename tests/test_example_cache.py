@@ -58,6 +58,27 @@ def test_a_changed_source_weights_int8_or_setting_is_never_served_a_stale_captio
     assert cached_ids(cache, xray, {"git-base": Captioner("git-base", str(other_source), untrained=True)}) == set()
 
 
+def test_a_restart_with_the_other_crop_setting_is_not_served_the_old_rows(xray, tiny_sources, tmp_path, monkeypatch):
+    rows, digest = tmp_path / "rows", image_digest(xray)
+    whole = {"git-base": Captioner("git-base", tiny_sources["git-base"], untrained=True, quantize_int8=False)}
+    caption_examples(ExampleCache(rows), {digest: xray}, whole, SETTINGS)
+    monkeypatch.setenv("CXRCAP_CENTRE_CROP", "1")  # the base variants' released crop: other pixel values
+    cropped = {"git-base": Captioner("git-base", tiny_sources["git-base"], untrained=True, quantize_int8=False)}
+    assert cached_ids(ExampleCache(rows), xray, cropped) == set()
+
+
+def test_the_fifths_prompt_keys_the_fifth_only_and_an_empty_one_is_its_default(captioners, xray, tiny_sources):
+    from cxrcap.extra import ExtraCaptioner
+
+    cache, digest = ExampleCache(), image_digest(xray)
+    extra = ExtraCaptioner.named("tiny", tiny_random=True)
+    caption_examples(cache, {digest: xray}, {**captioners, "extra": extra}, SETTINGS)  # start-up: no prompt given
+    asked = DecodeSettings(max_new_tokens=5, prompt=extra.prompt)  # what the UI sends: the default, written out
+    assert cached_ids(cache, xray, {**captioners, "extra": extra}, asked) == {*VARIANT_IDS, "extra"}
+    other = DecodeSettings(max_new_tokens=5, prompt="Is there a pneumothorax?")
+    assert cached_ids(cache, xray, {**captioners, "extra": extra}, other) == set(VARIANT_IDS)
+
+
 def test_rows_on_disk_answer_after_a_restart_and_failures_are_not_kept(captioners, xray, tmp_path):
     first = ExampleCache(tmp_path / "rows")
     unavailable = Captioner("git-base-ft", str(tmp_path / "absent"), untrained=True)
@@ -141,6 +162,15 @@ def test_the_app_answers_an_example_and_an_equal_upload_from_the_cache(cxr_image
     assert len(list(service.compare(load_image(tmp_path / "upload.jpg"), "", 1, 30))[-1][0].outcomes) == 4
     with pytest.raises(AssertionError, match="captioned again"):  # other settings: not from the cache
         list(service.compare(load_image(cxr_image), "", 2, 30))
+
+
+def test_with_a_fifth_model_an_example_click_shows_the_four_cached_cards_at_once(cxr_image, tmp_path):
+    service = service_with_examples([str(cxr_image)], tmp_path, extra_model="tiny")
+    files = set((tmp_path / "rows").iterdir())
+    # the UI sends the fifth's prompt with the decoding settings
+    first, _ = next(service.compare(load_image(cxr_image), "", 1, 30, prompt=service.extra_prompt))
+    assert set(first.outcomes) == set(VARIANT_IDS)
+    assert set((tmp_path / "rows").iterdir()) == files  # nothing captioned again for the four
 
 
 def test_on_zero_gpu_examples_are_cached_on_first_use(cxr_image, tmp_path, monkeypatch):

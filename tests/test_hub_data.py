@@ -11,7 +11,7 @@ import pytest
 
 from cxrcap import data, hub
 from cxrcap.__main__ import main
-from hub_mirrors import KEPT, MirrorRow, choose, features, roco_rows, study_mirror, write_streamed_mirror
+from hub_mirrors import KEPT, MirrorRow, choose, features, roco_rows, study_mirror, write_mirror, write_streamed_mirror
 
 LABELS = Path(__file__).parent / "fixtures" / "chest_filter_labels.csv"
 
@@ -128,6 +128,24 @@ def test_a_source_not_in_parquet_is_streamed_once_keeping_the_chosen_images(kind
     assert second.reading["bytes_read"] == 0 and second.dataset["id"] == first.dataset["id"]
     everything = data.load_split(mirror, "train", chest_only=False)  # another filter: the images not kept yet
     assert everything.dataset["id"] == [row.image_id for row in rows] and everything.reading["bytes_read"] > 0
+
+
+def test_a_newer_download_under_the_same_shard_names_is_read_afresh(tmp_path, roco_dir, cxr_examples_dir):
+    images = sorted((cxr_examples_dir / "images").iterdir())
+
+    def revision(skip, pictures):
+        chosen = choose(roco_rows(roco_dir, "test"), kept=3, dropped=3, concepts=False, skip=skip)
+        rows = [MirrorRow(row_id, caption, cuis, image) for (row_id, caption, cuis), image in zip(chosen, pictures)]
+        write_mirror(tmp_path / "mirror", {"test": rows}, concepts=False)  # the same shard names each time
+        return [row for row in rows if data.is_chest_xray(row.caption, (), row.cuis)]
+
+    first = revision(0, images[:6])
+    assert data.load_split(tmp_path / "mirror", "test").dataset["id"] == [row.image_id for row in first]
+    newer = revision(3, images[6:12])
+    again = data.load_split(tmp_path / "mirror", "test")
+    assert again.dataset["id"] == [row.image_id for row in newer] != [row.image_id for row in first]
+    stored = again.dataset.cast_column("image", datasets.Image(decode=False))["image"]
+    assert [Path(image["path"]).read_bytes() for image in stored] == [row.image.read_bytes() for row in newer]
 
 
 def test_unreachable_hub_id_is_a_clear_error(capsys):

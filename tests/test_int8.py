@@ -2,6 +2,8 @@
 
 import csv
 import json
+import shutil
+import weakref
 
 import pytest
 
@@ -50,3 +52,77 @@ def test_compare_int8_writes_its_table(cxr_examples_dir, tmp_path, capsys):
         assert all(low <= high for _, low, high in row["differences"].values() if low is not None)
     with (out / "int8-comparison.csv").open(newline="") as file:
         assert [r["variant"] for r in csv.DictReader(file)] == ["git-base", "blip-base"]
+
+
+INT8_REPORT = ["--tiny-random", "--limit", "3", "--variants", "git-base,blip-base", "--bootstrap", "30",
+               "--qualitative", "1", "--compare-int8"]
+
+
+def int8_report(data, out, *extra: str) -> int:
+    return main(["report", "--data", str(data), "--out", str(out), *INT8_REPORT, *extra])
+
+
+def read_int8(out) -> dict:
+    return json.loads((out / "int8-comparison.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def six_token_report(cxr_examples_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("int8-report")
+    assert int8_report(cxr_examples_dir, out, "--max-new-tokens", "6") == 0
+    return out
+
+
+def test_from_predictions_int8_captions_are_made_with_the_predictions_settings(six_token_report, cxr_examples_dir,
+                                                                               tmp_path, capsys):
+    again = tmp_path / "again"
+    assert int8_report(cxr_examples_dir, again, "--max-new-tokens", "12", "--beams", "2",
+                       "--from-predictions", str(six_token_report / "predictions.csv")) == 0
+    assert "decoding: greedy, at most 6 new tokens" in read_int8(again)["about"]
+
+    def agreement(out):  # generation times differ from run to run; what was compared does not
+        return [{k: v for k, v in row.items() if not k.endswith("seconds")} for row in read_int8(out)["rows"]]
+
+    assert agreement(again) == agreement(six_token_report)
+
+
+def test_from_predictions_of_unknown_settings_or_other_weights_refuses_to_compare_int8(
+    six_token_report, cxr_examples_dir, tmp_path, capsys
+):
+    bare = tmp_path / "bare" / "predictions.csv"  # no predictions.json beside it: settings unknown
+    bare.parent.mkdir()
+    shutil.copy(six_token_report / "predictions.csv", bare)
+    assert int8_report(cxr_examples_dir, tmp_path / "out", "--from-predictions", str(bare)) == 2
+    error = capsys.readouterr().err
+    assert "--compare-int8" in error and "decoding settings" in error and "predictions.json" in error
+    assert not (tmp_path / "out").exists()  # refused before anything was made
+
+    trained = [arg for arg in INT8_REPORT if arg != "--tiny-random"]  # the predictions' weights were untrained
+    code = main(["report", "--data", str(cxr_examples_dir), "--out", str(tmp_path / "out"), *trained,
+                 "--from-predictions", str(six_token_report / "predictions.csv")])
+    assert code == 2 and "--tiny-random" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_each_variants_fp32_weights_are_released_before_its_int8_copy_loads(cxr_examples_dir, tmp_path, monkeypatch):
+    """Peak memory: one variant's weights at a time in the int8 pass, not every fp32 model + every int8 one."""
+    from cxrcap import report
+
+    alive_fp32, alive_int8, seen = [], [], []  # weak references: they keep nothing alive
+    real_generate, real_build = report.generate_predictions, report.build_captioners
+
+    def generate_predictions(captioners, *args):
+        answer = real_generate(captioners, *args)
+        for captioner in captioners.values():
+            (alive_int8 if captioner.quantize_int8 else alive_fp32).append(weakref.ref(captioner.model))
+        return answer
+
+    def build_captioners(variant_ids, **kwargs):
+        if kwargs.get("quantize_int8"):  # about to load an int8 copy: nothing else may hold weights
+            seen.append([ref() is not None for ref in alive_fp32 + alive_int8])
+        return real_build(variant_ids, **kwargs)
+
+    monkeypatch.setattr(report, "generate_predictions", generate_predictions)
+    monkeypatch.setattr(report, "build_captioners", build_captioners)
+    assert int8_report(cxr_examples_dir, tmp_path / "out", "--max-new-tokens", "4") == 0
+    assert len(alive_fp32) == 2 and seen and all(not any(alive) for alive in seen), seen

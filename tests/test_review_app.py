@@ -14,7 +14,7 @@ from playwright.sync_api import expect
 from test_browser import SCREENSHOTS, browser  # noqa: F401  (the browser fixture)
 
 from benchmarks.app_process import running_app, start_app
-from cxrcap.reviews import MAX_COMMENT_CHARS
+from cxrcap.reviews import MAX_COMMENT_CHARS, ReviewStore, make_review
 
 TRUTH = "Left pleural effusion and cardiomegaly."
 HTML_COMMENT = '<img src=x onerror="window.__xss = 1"> misses the heart'
@@ -53,6 +53,21 @@ def test_review_api_returns_the_id_and_refuses_bad_values_storing_nothing(client
     ]:
         with pytest.raises(Exception) as caught:
             client.predict(handle_file(str(image)), TRUTH, variant, "c", rating, "", "", api_name="/review")
+        assert message in str(caught.value) and "Traceback" not in str(caught.value)
+    assert len(stored(reviews_db)) == before
+
+
+def test_review_api_with_a_submission_id_stores_a_retried_call_once(client, reviews_db, cxr_image):
+    sent = (handle_file(str(cxr_image)), TRUTH, "git-base", "left effusion", "correct", "", "Dr Retry")
+    first = client.predict(*sent, "7c1e-retry", api_name="/review")
+    assert client.predict(*sent, "7c1e-retry", api_name="/review") == first  # the answer the first call got
+    assert [row["id"] for row in stored(reviews_db).values() if row["idempotency_key"] == "7c1e-retry"] == [first]
+    before = len(stored(reviews_db))
+    for variant, caption, message in [("git-base", "  ", "The caption is empty"),
+                                      ("extra", "c", "This app does not run Extra model (extra)")]:
+        with pytest.raises(Exception) as caught:
+            client.predict(handle_file(str(cxr_image)), TRUTH, variant, caption, "correct", "", "", "",
+                           api_name="/review")
         assert message in str(caught.value) and "Traceback" not in str(caught.value)
     assert len(stored(reviews_db)) == before
 
@@ -158,6 +173,20 @@ def test_browser_caption_rate_two_cards_submit_and_the_summary_changes(browser, 
     expect(page.locator("#reviews-summary")).to_contain_text(f"{before + 2:,} reviews of captions", timeout=30_000)
     expect(page.locator("#reviews-summary")).to_contain_text("Kendall")
     page.screenshot(path=str(SCREENSHOTS / "reviews-summary.png"), full_page=True)
+    page.close()
+
+
+def test_a_fresh_page_shows_the_reviews_stored_by_now_not_at_server_start(browser, app_url, reviews_db):  # noqa: F811
+    ReviewStore(reviews_db).add(make_review(variant="git-base", caption="stored after the app started",
+                                            rating="correct", image_sha256="f" * 64)[0])
+    count = len(stored(reviews_db))
+    page = browser.new_page(viewport={"width": 1366, "height": 900})
+    page.clock.install()
+    page.clock.pause_at(time.time() * 1000)  # the page's timers are stopped: no refresh tick can fill the summary
+    page.goto(app_url)
+    page.get_by_role("tab", name="Results").click()
+    expect(page.locator("#reviews-summary")).to_contain_text(f"{count:,} review{'s' * (count != 1)} of captions",
+                                                                 timeout=30_000)
     page.close()
 
 

@@ -129,3 +129,43 @@ def test_the_forms_submit_uses_a_spaces_logged_in_user_name_over_the_typed_one(d
     assert [(row["reviewer"], row["role"]) for row in desk.store.rows()] == [("hf-user", "radiologist")]
     with pytest.raises(gr.Error, match="submitted already"):
         form._submit({**values, form.target: new_target}, None)
+
+
+def test_api_review_with_a_submission_id_stores_once_and_answers_as_the_first_time(desk, cxr_image):
+    sent = (str(cxr_image), TRUTH, "git-base", "left effusion", "partly", "", "Dr R")
+    first = desk.api_review(*sent, "retry-1")
+    assert desk.api_review(*sent, "retry-1") == first  # the client did not hear the first answer and retried
+    assert desk.api_review(*sent, "") != first  # no key: every call is a review of its own
+    assert len(desk.store.rows()) == 2
+    with pytest.raises(UserError, match="sent before with another review"):
+        desk.api_review(str(cxr_image), TRUTH, "git-base", "left effusion", "wrong", "", "Dr R", "retry-1")
+
+
+def test_api_review_refuses_an_empty_caption_and_a_model_this_app_does_not_run(desk, cxr_image):
+    with pytest.raises(UserError, match="The caption is empty"):
+        desk.api_review(str(cxr_image), TRUTH, "git-base", "  ", "correct", "", "")
+    for variant in ("git-base-ft", "extra"):  # real variant ids, but not among this app's models
+        with pytest.raises(UserError, match="This app does not run"):
+            desk.api_review(str(cxr_image), TRUTH, variant, "c", "correct", "", "")
+    assert desk.store.rows() == []
+
+
+def test_with_login_required_reviews_without_a_logged_in_user_are_refused(service, tmp_path, cxr_image, target,
+                                                                       monkeypatch):
+    monkeypatch.setenv("CXRCAP_REVIEWS_REQUIRE_LOGIN", "1")
+    desk = ReviewDesk(ReviewStore(tmp_path / "login.sqlite"), service.captioners, service.receive_upload)
+    with pytest.raises(UserError, match="sign in with Hugging Face"):
+        desk.api_review(str(cxr_image), TRUTH, "git-base", "c", "correct", "", "typed name")
+    with pytest.raises(UserError, match="sign in with Hugging Face"):
+        desk.submit(target, {"git-base": Answer("correct")}, "typed name", "")
+    assert desk.store.rows() == []
+    desk.api_review(str(cxr_image), TRUTH, "git-base", "c", "correct", "", "typed name", logged_in="hf-user")
+    desk.submit(target, {"git-base": Answer("correct")}, "typed name", "", logged_in="hf-user")
+    assert [row["reviewer"] for row in desk.store.rows()] == ["hf-user", "hf-user"]
+
+
+def test_an_empty_caption_gets_no_review(desk, cxr_image):
+    comparison = Comparison(TRUTH, DecodeSettings())
+    comparison.add(CaptionResult("git-base", "", 0.1, untrained=True))  # a model that said nothing
+    comparison.add(CaptionResult("blip-base", "right pneumothorax", 0.2, untrained=True))
+    assert desk.target(comparison, file_sha256(cxr_image)).captions == {"blip-base": "right pneumothorax"}

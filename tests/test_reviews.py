@@ -247,3 +247,86 @@ def test_cli_summary_export_delete(fixture_store, tmp_path, capsys):
     assert "delete needs --reviewer" in capsys.readouterr().err
     assert main(["reviews", "summary", "--db", str(tmp_path / "none.sqlite")]) == 2
     assert "no reviews database" in capsys.readouterr().err
+
+
+def test_an_error_sqlite_rolled_back_itself_is_the_error_raised(store):
+    """A full disk (or an interrupt) makes SQLite roll the whole transaction back; a second ROLLBACK
+    would fail ("no transaction is active") and hide why the write failed."""
+    with pytest.raises(sqlite3.OperationalError, match="full"):
+        with store._transaction() as connection:
+            connection.execute("PRAGMA max_page_count = 2")  # this connection's file cannot grow: a full disk
+            connection.execute("INSERT INTO reviews (created_at, variant, caption, image_sha256, rating) "
+                               "VALUES ('now', 'git-base', ?, ?, 'wrong')", ("x" * 100_000, SHA_A))
+    assert store.rows() == []
+
+
+def test_a_migration_with_semicolons_in_a_string_a_comment_and_a_trigger_applies_whole(tmp_path, monkeypatch):
+    noted = """
+    CREATE TABLE notes (text TEXT NOT NULL DEFAULT 'first; second');  -- a comment; with a semicolon
+    CREATE TRIGGER reviews_noted AFTER INSERT ON reviews BEGIN
+        INSERT INTO notes (text) VALUES ('stored; ' || NEW.variant);
+    END;
+    """
+    monkeypatch.setattr(reviews, "MIGRATIONS", (*reviews.MIGRATIONS, noted))
+    monkeypatch.setattr(reviews, "SCHEMA_VERSION", reviews.SCHEMA_VERSION + 1)
+    store = ReviewStore(tmp_path / "reviews.sqlite")
+    store.add(review())
+    with sqlite3.connect(store.path) as connection:
+        assert connection.execute("SELECT text FROM notes").fetchall() == [("stored; git-base",)]
+
+
+def test_a_journal_mode_other_than_wal_is_said(caplog):
+    connection = sqlite3.connect(":memory:")  # SQLite answers "memory": it cannot use WAL here
+    reviews._use_wal(connection, "somewhere.sqlite")
+    assert "somewhere.sqlite" in caplog.text and "'memory', not WAL" in caplog.text
+
+
+def test_an_unrelated_sqlite_file_is_refused_untouched(tmp_path, capsys):
+    path = tmp_path / "accounts.sqlite"
+    with sqlite3.connect(path) as connection:
+        connection.execute("CREATE TABLE accounts (name TEXT)")
+    before = path.read_bytes()
+    with pytest.raises(ReviewError, match="accounts.sqlite holds tables that are not cxrcap's reviews: accounts"):
+        ReviewStore(path)
+    assert main(["reviews", "summary", "--db", str(path)]) == 2
+    assert "not cxrcap's reviews" in capsys.readouterr().err
+    assert path.read_bytes() == before and not path.with_name("accounts.sqlite-wal").exists()
+    with sqlite3.connect(path) as connection:
+        assert [row[0] for row in connection.execute("SELECT name FROM sqlite_master")] == ["accounts"]
+
+
+def test_a_retried_idempotency_key_stores_once_and_answers_with_the_first_id(tmp_path):
+    store = ReviewStore(tmp_path / "reviews.sqlite", reviews.JsonlMirror(tmp_path / "hub", threading.Lock()))
+    [first] = store.add(review(idempotency_key="client-7f3a"))
+    assert store.add(review(idempotency_key="client-7f3a")) == [first]  # a retry: the answer the first call got
+    assert [row["idempotency_key"] for row in store.rows()] == ["client-7f3a"]
+    assert len(store.mirror.file.read_text().splitlines()) == 1  # copied once too
+    with pytest.raises(ReviewError, match="'client-7f3a' was sent before with another review"):
+        store.add(review(idempotency_key="client-7f3a", rating="wrong"))
+    [other] = store.add(review(idempotency_key="client-8b01"))
+    assert other != first and len(store.rows()) == 2
+    assert review(idempotency_key="  ").idempotency_key is None  # empty: no key
+    with pytest.raises(ReviewError, match="submission id is too long"):
+        review(idempotency_key="k" * 101)
+
+
+def test_an_empty_caption_is_refused():
+    with pytest.raises(ReviewError, match="The caption is empty"):
+        review(caption=" \n ")
+
+
+def test_a_database_of_the_first_schema_migrates_keeping_its_reviews(tmp_path):
+    path = tmp_path / "reviews.sqlite"
+    connection = sqlite3.connect(path, isolation_level=None)
+    for statement in reviews._statements(reviews.MIGRATIONS[0]):
+        connection.execute(statement)
+    connection.execute("PRAGMA user_version = 1")
+    connection.execute("INSERT INTO reviews (created_at, variant, caption, image_sha256, rating, submission) "
+                       "VALUES ('2026-01-01T00:00:00+00:00', 'git-base', 'old caption', ?, 'correct', 's1')", (SHA_A,))
+    connection.close()
+    store = ReviewStore(path)
+    [row] = store.rows()
+    assert (row["caption"], row["submission"], row["idempotency_key"]) == ("old caption", "s1", None)
+    with sqlite3.connect(path) as connection:
+        assert connection.execute("PRAGMA user_version").fetchone()[0] == reviews.SCHEMA_VERSION == 2
+    assert store.integrity_check() == "ok"

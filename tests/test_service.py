@@ -162,3 +162,17 @@ def test_finding_f1_is_none_everywhere_when_neither_caption_names_a_finding():
 def test_cards_before_any_caption_job_say_what_to_do_not_working():
     html = render_cards(list(VARIANT_IDS), None)
     assert "Upload a chest X-ray" in html and "working" not in html
+
+
+def test_the_comparison_csv_defuses_formulas_and_credits_the_image(service, xray, tmp_path, monkeypatch):
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path))
+    comparison = Comparison('=HYPERLINK("http://example.com", "open")', DecodeSettings())
+    comparison.add(CaptionResult("git-base", "+cmd|' /C calc'!A0", 0.1))
+    comparison.add(CaptionResult("blip-base", "@SUM(1+1)", 0.1))
+    credit = "CC BY 4.0; ieee8023/covid-chestxray-dataset (images/x.jpg)"
+    _, table = service.export(xray, comparison, credit)
+    rows = {row["variant"]: row for row in csv.DictReader(io.StringIO(open(table, encoding="utf-8").read()))}
+    assert rows["git-base"]["caption"] == "'+cmd|' /C calc'!A0" and rows["blip-base"]["caption"] == "'@SUM(1+1)"
+    assert {row["ground_truth"] for row in rows.values()} == {"'=HYPERLINK(\"http://example.com\", \"open\")"}
+    assert {row["image_credit"] for row in rows.values()} == {credit}
+    assert comparison.rows()[0]["caption"] == "+cmd|' /C calc'!A0"  # the API's rows stay as made

@@ -16,6 +16,7 @@ from PIL import Image
 from ..captioner import CaptionResult, DecodeSettings
 from ..findings import FindingComparison, compare_findings
 from ..metrics import METRIC_LABELS, SENTENCE_KEYS, score
+from ..reviews import spreadsheet_safe
 from ..variants import VARIANTS
 
 MAX_GROUND_TRUTH_CHARS = 5_000  # a long figure caption is ~1,000; anything far beyond is not a caption
@@ -92,11 +93,14 @@ class Comparison:
             )
         return rows
 
-    def to_csv(self) -> str:
+    def to_csv(self, credit: str = "") -> str:
+        """The rows as CSV, with the image's credit (licence and source) on each; text a spreadsheet
+        would run as a formula (a caption or ground truth starting with =, +, -, @) is defused."""
+        rows = [{**row, "image_credit": credit} for row in self.rows()]
         buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=list(self.rows()[0]) if self.outcomes else ["variant"])
+        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]) if rows else ["variant", "image_credit"])
         writer.writeheader()
-        writer.writerows(self.rows())
+        writer.writerows({key: spreadsheet_safe(value) for key, value in row.items()} for row in rows)
         return buffer.getvalue()
 
     def slide_lines(self) -> list[tuple[str, str, str]]:

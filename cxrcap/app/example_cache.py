@@ -5,7 +5,9 @@ A row is one variant's caption of one image, keyed by what decides the caption:
 
 - the image's content (a hash of its decoded pixels: an upload equal to an example hits too),
 - the variant's weights as loaded (`Captioner.fingerprint`: source, revision or files, int8),
-- the decoding settings.
+- its image processor (`Captioner.preprocessing_key`: `CXRCAP_CENTRE_CROP` changes the base variants'),
+- the decoding settings that variant reads (`Captioner.own_settings`): the extra slot's prompt, with
+  its default written out, keys the extra slot only, so the study's rows answer whatever it is asked.
 
 Change any of them and the key changes: a stale caption cannot be served. Rows also go to disk,
 one small JSON file each under `cache_root()/example-captions/` (`$CXRCAP_CACHE`), so a restarted
@@ -106,7 +108,7 @@ def _key(digest: str, captioner: Captioner, settings: DecodeSettings) -> str | N
         fingerprint = captioner.fingerprint
     except VariantUnavailable:
         return None
-    what = f"{FORMAT}\n{digest}\n{fingerprint}\n{settings!r}"  # every decoding setting, the prompt too
+    what = f"{FORMAT}\n{digest}\n{fingerprint}\n{captioner.preprocessing_key}\n{captioner.own_settings(settings)!r}"
     return hashlib.sha256(what.encode()).hexdigest()
 
 

@@ -9,6 +9,7 @@ Gradio components and translates between them and the desk. Storing goes through
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import tempfile
 import threading
@@ -21,7 +22,7 @@ from pathlib import Path
 import gradio as gr
 from PIL import Image
 
-from ..captioner import Captioner
+from ..captioner import Captioner, env_flag
 from ..reviews import (MAX_COMMENT_CHARS, RATING_LABELS, RATINGS, ReviewError, ReviewStore, file_sha256,
                        make_review, summarise, summary_markdown, to_csv)  # fmt: skip
 from ..variants import VARIANTS
@@ -29,7 +30,12 @@ from . import scratch
 from .comparison import Comparison
 from .service import UserError
 
+log = logging.getLogger(__name__)
+
 RATING_CHOICES = [(RATING_LABELS[rating], rating) for rating in RATINGS]
+REQUIRE_LOGIN = "CXRCAP_REVIEWS_REQUIRE_LOGIN"  # set: reviews (form and API) only from a Space's logged-in users
+LOGIN_NEEDED = ("This app stores reviews from logged-in users only: sign in with Hugging Face (the button beside "
+                "'Your name' on the review form), then send the review.")
 REFRESH_SECONDS = 5  # how often an open Results tab looks for new reviews
 REVIEW_CSS = """
 .cx-review {border-top: 3px solid #d0d5dd; padding-top: 4px;}
@@ -73,8 +79,13 @@ class ReviewDesk:
         captioners: dict[str, Captioner],
         receive_upload: Callable[[str], Image.Image],
         examples: Iterable[str | os.PathLike] = (),
+        require_login: bool | None = None,
     ):
         self.store = store
+        self.require_login = env_flag(REQUIRE_LOGIN, False) if require_login is None else require_login
+        if self.require_login and not hf_login_enabled():
+            log.warning("%s is set but this app offers no login (a Space with `hf_oauth: true` in its README): "
+                        "every review will be refused", REQUIRE_LOGIN)
         # An untrained tiny model's folder is a server path: name what it is instead.
         self.sources = {vid: "tiny random weights" if c.untrained else c.source for vid, c in captioners.items()}
         self.receive_upload = receive_upload  # decodes, refusing what is not an image
@@ -89,7 +100,7 @@ class ReviewDesk:
             return None
         captions, truth_findings, caption_findings = {}, {}, {}
         for variant_id, outcome in comparison.ordered():
-            if outcome.result.caption is None:
+            if not (outcome.result.caption or "").strip():  # no caption (or an empty one): nothing to review
                 continue
             captions[variant_id] = outcome.result.caption
             found = outcome.findings
@@ -103,12 +114,15 @@ class ReviewDesk:
             truth_findings=truth_findings, caption_findings=caption_findings,
         )  # fmt: skip
 
-    def submit(self, target: ReviewTarget | None, answers: dict[str, Answer], reviewer: str, role: str) -> str:
-        """Store the rated cards' reviews of one image in one go; returns the confirmation (HTML)."""
+    def submit(self, target: ReviewTarget | None, answers: dict[str, Answer], reviewer: str, role: str,
+               logged_in: str | None = None) -> str:
+        """Store the rated cards' reviews of one image in one go; returns the confirmation (HTML).
+        `logged_in`: the Space's logged-in user name, if any (it wins over the typed `reviewer`)."""
         if target is None:
             raise UserError("Caption an X-ray first; then its captions can be reviewed.")
         if target.submitted:
             raise UserError("This image's reviews were submitted already. Caption another X-ray to review more.")
+        reviewer = self._reviewer(reviewer, logged_in)
         for variant_id, answer in answers.items():
             if answer.rating is None and (answer.missed or answer.invented or answer.comment.strip()):
                 raise UserError(f"{VARIANTS[variant_id].label}: choose correct, partly correct or wrong, "
@@ -133,8 +147,16 @@ class ReviewDesk:
             raise UserError(str(error)) from None
         return _confirmation(checked, ids, notices)
 
-    def api_review(self, path, ground_truth, variant, caption, rating, comment, reviewer) -> int:
-        """The `/review` endpoint: one review of one caption of an uploaded image; returns its id."""
+    def api_review(self, path, ground_truth, variant, caption, rating, comment, reviewer, submission_id=None,
+                   logged_in: str | None = None) -> int:
+        """The `/review` endpoint: one review of one caption of an uploaded image; returns its id.
+
+        `submission_id` (optional, any text up to 100 characters): a call sent again with the same
+        id (a client retrying after a lost answer) stores nothing new and returns the first id.
+        The caption is stored as sent: the app keeps no record of the captions it made for an
+        upload, so it cannot tell whether this is one of them (the review is of the text it names).
+        """
+        reviewer = self._reviewer(reviewer, logged_in)
         if not path:
             raise UserError("Send the X-ray the caption is about (PNG, JPEG or DICOM).")
         self.receive_upload(path)
@@ -144,11 +166,22 @@ class ReviewDesk:
                 variant=variant, caption=caption, rating=rating, image_sha256=image_sha256,
                 ground_truth=ground_truth, example=self.examples.get(image_sha256),
                 source=self.sources.get(str(variant).strip()), comment=comment,
-                reviewer=reviewer,
+                reviewer=reviewer, idempotency_key=submission_id,
             )  # fmt: skip
+            if review.variant not in self.sources:
+                raise ReviewError(f"This app does not run {VARIANTS[review.variant].label} ({review.variant}); "
+                                  f"its models are {', '.join(self.sources)}.")
             return self.store.add(review)[0]
         except ReviewError as error:
             raise UserError(str(error)) from None
+
+    def _reviewer(self, typed: str | None, logged_in: str | None) -> str | None:
+        """A Space's logged-in user name wins over a typed one; with login required there must be one."""
+        if logged_in:
+            return logged_in
+        if self.require_login:
+            raise UserError(LOGIN_NEEDED)
+        return typed
 
     def summary(self) -> tuple[tuple[int, int], str]:
         """(the database's version, the summary as Markdown); recomputed only when reviews changed."""
@@ -278,28 +311,38 @@ class ReviewForm:
                         values[card.comment] or "")
             for vid, card in self.cards.items()
         }  # fmt: skip
-        reviewer = profile.username if profile is not None else values[self.reviewer]  # a Space's login wins
         try:
-            confirmation = self.desk.submit(values[self.target], answers, reviewer, values[self.role])
+            confirmation = self.desk.submit(values[self.target], answers, values[self.reviewer], values[self.role],
+                                            logged_in=profile.username if profile is not None else None)
         except UserError as error:
             raise gr.Error(str(error), print_exception=False) from None
         locked = [gr.update(interactive=False) for _ in self._inputs()]
         return [dataclasses.replace(values[self.target], submitted=True), confirmation,
                 gr.Button(interactive=False), gr.Button(interactive=False), *locked]  # fmt: skip
 
-    def results_section(self) -> None:
-        """The Results tab's "Reviews" section; call inside that tab. Refreshes when reviews arrive."""
-        gr.Markdown("## Clinicians' reviews")
-        version, text = self.desk.summary()
-        summary = gr.Markdown(text, elem_id="reviews-summary")
-        download = gr.DownloadButton("Download reviews (CSV)", value=self.desk.export_csv(), elem_id="reviews-csv")
-        seen = gr.State(version)
+    def api_review(self, path, ground_truth, variant, caption, rating, comment, reviewer, submission_id=None,
+                   profile: gr.OAuthProfile | None = None) -> int:
+        """The `/review` endpoint as app.py wires it: the desk's, given the Space's logged-in user (if any)."""
+        return self.desk.api_review(path, ground_truth, variant, caption, rating, comment, reviewer, submission_id,
+                                    logged_in=profile.username if profile is not None else None)
 
-        def refresh(seen_version):
+    def results_section(self) -> None:
+        """The Results tab's "Reviews" section; call inside that tab. Filled when a page loads (a
+        summary made at server start would be stale by then), refreshed when reviews arrive."""
+        gr.Markdown("## Clinicians' reviews")
+        summary = gr.Markdown(elem_id="reviews-summary")
+        download = gr.DownloadButton("Download reviews (CSV)", elem_id="reviews-csv")
+        seen = gr.State(None)  # the database version this page shows
+
+        def current():
             version, text = self.desk.summary()
-            if version == seen_version:
-                return gr.skip(), gr.skip(), seen_version
             return text, self.desk.export_csv(), version
 
+        def refresh(seen_version):
+            version, _ = self.desk.summary()
+            return (gr.skip(), gr.skip(), seen_version) if version == seen_version else current()
+
+        # No triggers and no inputs: on every page load (the app's `demo.load`); not queued behind captions.
+        gr.on(None, current, None, [summary, download, seen], api_visibility="private", queue=False)
         gr.Timer(REFRESH_SECONDS).tick(refresh, seen, [summary, download, seen], api_visibility="private",
                                        queue=False)  # fmt: skip

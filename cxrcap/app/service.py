@@ -223,7 +223,7 @@ class CaptionService:
         return comparison.rows()
 
     def export(self, image: Image.Image | None, comparison: Comparison | None, credit: str = "") -> list[str]:
-        """The current comparison as a slide (PNG, with the image's credit) and a table (CSV),
+        """The current comparison as a slide (PNG) and a table (CSV), both with the image's credit,
         written into the scratch folder, where Gradio serves them and deletes them with its cache."""
         if image is None or comparison is None or not comparison.outcomes:
             raise UserError("Caption an X-ray first; then its comparison can be downloaded.")
@@ -232,7 +232,7 @@ class CaptionService:
         folder = Path(tempfile.mkdtemp(prefix="comparison-", dir=root))
         slide, table = folder / "cxrcap-comparison.png", folder / "cxrcap-comparison.csv"
         comparison.to_slide(image, credit).save(slide)
-        table.write_text(comparison.to_csv(), encoding="utf-8")
+        table.write_text(comparison.to_csv(credit), encoding="utf-8")
         return [str(slide), str(table)]
 
 
