@@ -13,6 +13,7 @@ from .captioner import (
     CaptionResult,
     DecodeSettings,
     VariantUnavailable,
+    dtype_name,
     quiet_library_logs,
     stream_captions,
 )
@@ -51,13 +52,12 @@ def caption_images(args: argparse.Namespace) -> int:
         try:
             image = load_image(path)
         except ImageError as error:
-            results += [_row(path, vid, None, None, str(error), c.untrained, c.notes(settings))
-                        for vid, c in captioners.items()]
+            results += [_row(path, vid, c, None, None, str(error), c.notes(settings)) for vid, c in captioners.items()]
             continue
         finished = stream_captions(captioners, image, settings)  # in completion order
         for result in sorted(finished, key=lambda result: list(captioners).index(result.variant_id)):
-            results.append(_row(path, result.variant_id, result.caption, result.seconds, result.error, result.untrained,
-                                result.notes, result.full_text))
+            results.append(_row(path, result.variant_id, captioners[result.variant_id], result.caption, result.seconds,
+                                result.error, result.notes, result.full_text))
             if args.heatmaps and result.caption is not None:
                 captioner = captioners[result.variant_id]
                 results[-1].update(write_heatmaps(args.heatmaps, path, image, captioner, result, args.heatmap_method))
@@ -83,9 +83,10 @@ def write_heatmaps(out_dir: Path, path: Path, image, captioner, result: CaptionR
     return {"heatmaps": str(stem.with_suffix(".png")), "heatmaps_error": None}
 
 
-def _row(image, variant_id, caption, seconds, error, untrained, notes=(), full_text=None) -> dict:
+def _row(image, variant_id, captioner, caption, seconds, error, notes=(), full_text=None) -> dict:
     return {"image": str(image), "variant": variant_id, "caption": caption, "seconds": seconds,
-            "error": error, "untrained": untrained, "notes": list(notes), "full_text": full_text}
+            "error": error, "untrained": captioner.untrained, "notes": list(notes), "full_text": full_text,
+            "dtype": dtype_name(captioner.dtype)}  # what its weights compute in (CXRCAP_DTYPE, else by device)
 
 
 def print_results(results: list[dict], captioners: dict) -> None:
