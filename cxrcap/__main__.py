@@ -12,7 +12,6 @@ from .captioner import (
     UNTRAINED_NOTE,
     CaptionResult,
     DecodeSettings,
-    VariantUnavailable,
     dtype_name,
     quiet_library_logs,
     stream_captions,
@@ -70,10 +69,9 @@ def caption_images(args: argparse.Namespace) -> int:
 
 def write_heatmaps(out_dir: Path, path: Path, image, captioner, result: CaptionResult, method: str) -> dict:
     """`OUT_DIR/<image stem>-<variant id>.png|.json` for one caption; the row's heatmap fields."""
-    try:
-        maps = heatmaps.compute_heatmaps(captioner, image, result.caption, method, result.token_ids)
-    except (heatmaps.HeatmapsUnavailable, VariantUnavailable) as error:
-        return {"heatmaps": None, "heatmaps_error": str(error)}
+    maps = heatmaps.heatmaps_or_reason(captioner, image, result.caption, method, result.token_ids)
+    if isinstance(maps, str):
+        return {"heatmaps": None, "heatmaps_error": maps}
     from . import figures  # imports matplotlib: only once there is something to draw
 
     stem = out_dir / f"{path.stem}-{captioner.variant.id}"

@@ -280,10 +280,9 @@ def finding_word_overlays(
     for i in range(min(n, len(evaluation.ids))):
         image, panel = evaluation.images[i], {}
         for row in models:
-            try:
-                maps = heatmaps.compute_heatmaps(captioners[row.name], image, predictions[row.name][i], method)
-            except (heatmaps.HeatmapsUnavailable, VariantUnavailable) as error:
-                panel[row.name] = f"no heatmaps: {error}"
+            maps = heatmaps.heatmaps_or_reason(captioners[row.name], image, predictions[row.name][i], method)
+            if isinstance(maps, str):
+                panel[row.name] = f"no heatmaps: {maps}"
                 continue
             words = heatmaps.finding_word_indices(maps.words)[:MAX_FINDING_WORDS]
             panel[row.name] = [

@@ -31,6 +31,11 @@ FAMILIES = ["git-base", "blip-base"]
 TINY_VLMS = ["tiny", "tiny-idefics3", "tiny-llava"]  # Gemma 3, Idefics3, LLaVA
 SHORT = DecodeSettings(max_new_tokens=6)
 CAPTION = "left pleural effusion with cardiomegaly"
+TINY_BLIP_IN_FP16 = (
+    "the tiny random BLIP's ViT has weights of ~1e-10 (BlipVisionConfig's initializer_range), so its activations "
+    "lie below fp16's range and its image features are exactly 0 in fp16: no gradient reaches the cross-attention "
+    "and every relevance map is 0. A trained checkpoint's features are O(1); bf16 has fp32's range and passes."
+)
 
 
 @pytest.fixture(params=DTYPES)
@@ -102,9 +107,11 @@ def test_heatmaps_in_16_bit(dtype, xrays, variant_id, method):
     (captioner,) = build_captioners([variant_id], tiny_random=True).values()
     maps = heatmaps.compute_heatmaps(captioner, xrays[0], CAPTION, method)
     assert loaded_in(captioner, dtype)
-    assert maps.word_maps.shape == (len(CAPTION.split()), *maps.grid)
-    assert np.isfinite(maps.token_maps).all() and np.allclose(maps.word_maps.max(axis=(1, 2)), 1.0)
+    assert maps.word_maps.shape == (len(CAPTION.split()), *maps.grid) and np.isfinite(maps.token_maps).all()
     assert maps.to_json()["dtype"] == str(dtype).removeprefix("torch.")
+    if dtype == torch.float16 and variant_id == "blip-base" and method == "relevance":
+        pytest.skip(TINY_BLIP_IN_FP16)  # it ran; its maps are all 0
+    assert np.allclose(maps.word_maps.max(axis=(1, 2)), 1.0)
 
 
 def test_the_apps_heatmap_view_and_the_reports_overlays_in_16_bit(dtype, xrays):

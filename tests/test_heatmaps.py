@@ -120,8 +120,8 @@ def test_a_beam_search_caption_has_a_map_per_word(captioners, xray, variant_id):
     assert maps.tokens == captioner.processor.tokenizer.tokenize(caption)
     assert len(maps.words) == len(maps.word_maps) >= 1
     payload = maps.to_json()
-    assert set(payload) == {"variant", "method", "grid", "tokens", "words", "maps"}
-    assert payload["method"] == "relevance" and payload["grid"] == list(maps.grid)
+    assert set(payload) == {"variant", "method", "dtype", "grid", "tokens", "words", "maps"}
+    assert payload["method"] == "relevance" and payload["grid"] == list(maps.grid) and payload["dtype"] == "float32"
     assert np.array(payload["maps"]).shape == (len(payload["words"]), *maps.grid)
 
 
@@ -153,6 +153,41 @@ def test_what_cannot_have_maps_says_why(captioners, xray, tiny_sources):
         compute_heatmaps(extra, xray, CAPTION)
     with pytest.raises(ValueError, match="unknown heatmap method"):
         compute_heatmaps(captioners["git-base"], xray, CAPTION, "saliency")
+
+
+def test_a_failure_inside_the_maps_is_a_message_in_the_view_the_report_and_the_cli(captioners, xray, monkeypatch,
+                                                                                  caplog, tmp_path):
+    """Maps come after the captions: whatever goes wrong computing one variant's (here GIT's, as
+    16-bit once did), the view, the report and the CLI say so and go on, and the log has the traceback."""
+    from pathlib import Path
+
+    from cxrcap.__main__ import write_heatmaps
+    from cxrcap.app.comparison import Comparison
+    from cxrcap.app.heatmap_view import HeatmapView
+    from cxrcap.captioner import CaptionResult
+    from cxrcap.report import EvaluationSet, Row, finding_word_overlays
+
+    def broken(*args):
+        raise RuntimeError("expected scalar type BFloat16 but found Float")
+
+    monkeypatch.setitem(heatmaps._TOKEN_MAPS, "git", broken)
+    reason = "GIT base: computing them failed (RuntimeError: expected scalar type BFloat16 but found Float)"
+    comparison = Comparison("", DecodeSettings())
+    for variant_id in FAMILIES:
+        comparison.add(CaptionResult(variant_id, CAPTION, 0.1))
+    shown = HeatmapView(lambda int8: captioners).maps_for(xray, comparison, "relevance")
+    assert shown["git-base"] == f"no heatmaps: {reason}" and isinstance(shown["blip-base"], heatmaps.Heatmaps)
+
+    evaluation = EvaluationSet(["x"], ["reference"], [xray], [""], [], {})
+    rows = [Row(vid, vid, "model") for vid in FAMILIES]
+    (panel,) = finding_word_overlays(captioners, evaluation, dict.fromkeys(FAMILIES, [CAPTION]), rows, 1, "relevance")
+    assert panel["git-base"] == f"no heatmaps: {reason}" and [word for word, _ in panel["blip-base"]] == ["effusion", "cardiomegaly"]
+
+    row = write_heatmaps(tmp_path, Path("x.png"), xray, captioners["git-base"], CaptionResult("git-base", CAPTION, 0.1),
+                         "relevance")
+    assert row == {"heatmaps": None, "heatmaps_error": reason}
+    failures = [record for record in caplog.records if record.name == "cxrcap.heatmaps"]
+    assert len(failures) == 3 and all(record.exc_info for record in failures)
 
 
 def test_word_pieces_group_into_words_and_findings_are_found():
