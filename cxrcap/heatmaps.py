@@ -20,12 +20,15 @@ Two methods (`METHODS`); the name of the one used goes with every map shown:
 - "relevance" (default): gradient-weighted relevance propagation, Chefer, Gur & Wolf (2021),
   "Generic attention-model explainability for interpreting bi-modal and encoder-decoder
   transformers". Each layer's attention A is weighted by the gradient of the token's logit,
-  Ā = mean over heads of max(0, ∂logit/∂A ⊙ A), and relevance accumulates through all layers
-  with the residual connections: R ← R + Ā·R for self-attention (GIT's joint sequence, BLIP's
-  text), and R_text→image ← R_text→image + R̄_text·Ā_cross for BLIP's cross-attention (R̄: the
-  row-normalised, residual-corrected text relevance; we use it untransposed so that a token's
-  map only draws on the tokens before it, as a causal decoder does). The image tokens' own mixing
-  inside the ViT is taken as the identity: the map explains the decoder's use of the patches.
+  Ā = mean over heads of max(0, ∂logit/∂A ⊙ A) (their eq. 5), and relevance accumulates through
+  all layers with the residual connections: R ← R + Ā·R for self-attention (eq. 6-7: GIT's joint
+  sequence, BLIP's text), and their eq. 10 for BLIP's cross-attention,
+  R_text→image ← R_text→image + (R̄_text)ᵀ·Ā_cross·R̄_image (R̄: the relevance with its residual
+  part kept apart and the rest of each row normalised to sum 1, eq. 8-9). The image tokens' own
+  mixing inside the ViT is taken as the identity (R̄_image = I): the map explains the decoder's
+  use of the patches. In a causal decoder the target's row of (R̄_text)ᵀ·Ā_cross is its own row of
+  Ā_cross scaled by R̄_text's diagonal (the rows of Ā after it have zero gradient, and R̄_text is
+  lower triangular); the tokens before it contribute through the self-attention rule.
   The relevance is computed in float32 from the model's attention and gradient tensors, whatever
   the model's dtype: R accumulates small terms onto the identity, which bf16 (8 bits of
   mantissa: 1 + 0.004 rounds to 1) would drop, and products of small gradients and attention
@@ -370,7 +373,8 @@ def _blip_token_maps(model, pixel_values: torch.Tensor, input_ids: torch.Tensor,
                 a_self = _head_mean_of_positive(output.attentions[layer], gradients[layer])
                 a_cross = _head_mean_of_positive(output.cross_attentions[layer], gradients[n_layers + layer])
                 text_text, text_image = text_text + a_self @ text_text, text_image + a_self @ text_image
-                text_image = text_image + _residual_normalised(text_text, eye) @ a_cross
+                # eq. 10 with R̄_image = I (the ViT's mixing as the identity, above)
+                text_image = text_image + _residual_normalised(text_text, eye).transpose(1, 2) @ a_cross
         maps.append(text_image[torch.arange(len(rows)), rows, 1:])
     return torch.cat(maps)
 

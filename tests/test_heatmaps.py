@@ -106,6 +106,49 @@ def test_relevance_in_causal_chunks_equals_one_pass_over_the_whole_caption(capti
     np.testing.assert_allclose(chunked.token_maps, whole.token_maps, atol=1e-5)
 
 
+def _blip_relevance_by_the_papers_rules(captioner: Captioner, image: Image.Image, caption: str) -> np.ndarray:
+    """Chefer et al. (2021) by hand, one target at a time, from a plain forward pass and its logits:
+    R_tt = I, R_ti = 0; per decoder layer R_tt += Ā_s·R_tt, R_ti += Ā_s·R_ti (eq. 6-7), then
+    R_ti += (R̄_tt)ᵀ·Ā_c·R̄_ii (eq. 10) with R̄_ii = I (the ViT's mixing taken as the identity)."""
+    model, tokenizer = captioner.model, captioner.processor.tokenizer
+    token_ids = tokenizer(caption, add_special_tokens=False).input_ids
+    input_ids = torch.tensor([[model.config.text_config.bos_token_id, *token_ids]])
+    with torch.no_grad():
+        image_embeds = model.vision_model(pixel_values=captioner.preprocess([image])).last_hidden_state
+    n, maps = input_ids.shape[1], []
+    eye = torch.eye(n)
+
+    def head_mean(attention, gradient):  # eq. 5
+        return (gradient * attention)[0].clamp(min=0).mean(dim=0)
+
+    def residual_normalised(relevance):  # eq. 8-9: R - I with rows summing to 1 (empty rows stay 0), plus I
+        mixed = relevance - eye
+        sums = mixed.sum(dim=1, keepdim=True)
+        return torch.where(sums > 0, mixed / sums.clamp(min=1e-12), mixed) + eye
+
+    for t in range(len(token_ids)):
+        output = model.text_decoder(input_ids=input_ids, encoder_hidden_states=image_embeds, output_attentions=True)
+        attentions = [*output.attentions, *output.cross_attentions]
+        gradients = torch.autograd.grad(output.logits[0, t, token_ids[t]], attentions)
+        layers = len(output.attentions)
+        r_tt, r_ti = eye.clone(), torch.zeros(n, image_embeds.shape[1])
+        for layer in range(layers):
+            a_self = head_mean(attentions[layer].detach(), gradients[layer])
+            r_tt, r_ti = r_tt + a_self @ r_tt, r_ti + a_self @ r_ti
+            a_cross = head_mean(attentions[layers + layer].detach(), gradients[layers + layer])
+            r_ti = r_ti + residual_normalised(r_tt).T @ a_cross  # @ R̄_ii = I
+        maps.append(r_ti[t, 1:].numpy())
+    maps = np.clip(np.stack(maps), 0, None)
+    side = int(round(maps.shape[1] ** 0.5))
+    return (maps / maps.max(axis=1, keepdims=True)).reshape(len(token_ids), side, side)
+
+
+def test_blips_relevance_follows_the_papers_rules_computed_by_hand(captioners, xray):
+    maps = compute_heatmaps(captioners["blip-base"], xray, CAPTION, "relevance")
+    np.testing.assert_allclose(maps.token_maps, _blip_relevance_by_the_papers_rules(captioners["blip-base"], xray, CAPTION),
+                               atol=1e-5)
+
+
 def test_relevance_differs_from_raw_attention(captioners, xray):
     relevance = compute_heatmaps(captioners["blip-base"], xray, CAPTION, "relevance")
     attention = compute_heatmaps(captioners["blip-base"], xray, CAPTION, "attention")
