@@ -67,6 +67,14 @@ def test_the_switch_is_read_once_and_a_bad_value_names_the_allowed_ones(monkeypa
         pick_dtype(cpu)
 
 
+def test_a_bad_switch_stops_the_app_with_the_message_not_a_traceback():
+    from processes import run_python
+
+    done = run_python("app.py", "--tiny-random", timeout=300, CXRCAP_DTYPE="half")
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert "error: CXRCAP_DTYPE must be one of float32, bfloat16, float16, not 'half'" in done.stderr
+
+
 def test_int8_captioners_compute_in_float32_whatever_the_switch_says(tiny_sources, xrays, monkeypatch):
     """Dynamic int8 layers take float32 inputs: the CPU's fast mode stays float32 (and says so)."""
     monkeypatch.setenv("CXRCAP_DTYPE", "bfloat16")
