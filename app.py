@@ -12,6 +12,7 @@ import functools
 import inspect
 import logging
 import os
+import sys
 from dataclasses import asdict
 from pathlib import Path
 
@@ -258,4 +259,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except ValueError as error:  # a bad setting (CXRCAP_DTYPE, --variants, ...): its message, not a traceback
+        sys.exit(f"error: {error}")

@@ -12,7 +12,7 @@ from .captioner import (
     UNTRAINED_NOTE,
     CaptionResult,
     DecodeSettings,
-    VariantUnavailable,
+    dtype_name,
     quiet_library_logs,
     stream_captions,
 )
@@ -51,13 +51,12 @@ def caption_images(args: argparse.Namespace) -> int:
         try:
             image = load_image(path)
         except ImageError as error:
-            results += [_row(path, vid, None, None, str(error), c.untrained, c.notes(settings))
-                        for vid, c in captioners.items()]
+            results += [_row(path, vid, c, None, None, str(error), c.notes(settings)) for vid, c in captioners.items()]
             continue
         finished = stream_captions(captioners, image, settings)  # in completion order
         for result in sorted(finished, key=lambda result: list(captioners).index(result.variant_id)):
-            results.append(_row(path, result.variant_id, result.caption, result.seconds, result.error, result.untrained,
-                                result.notes, result.full_text))
+            results.append(_row(path, result.variant_id, captioners[result.variant_id], result.caption, result.seconds,
+                                result.error, result.notes, result.full_text))
             if args.heatmaps and result.caption is not None:
                 captioner = captioners[result.variant_id]
                 results[-1].update(write_heatmaps(args.heatmaps, path, image, captioner, result, args.heatmap_method))
@@ -70,10 +69,9 @@ def caption_images(args: argparse.Namespace) -> int:
 
 def write_heatmaps(out_dir: Path, path: Path, image, captioner, result: CaptionResult, method: str) -> dict:
     """`OUT_DIR/<image stem>-<variant id>.png|.json` for one caption; the row's heatmap fields."""
-    try:
-        maps = heatmaps.compute_heatmaps(captioner, image, result.caption, method, result.token_ids)
-    except (heatmaps.HeatmapsUnavailable, VariantUnavailable) as error:
-        return {"heatmaps": None, "heatmaps_error": str(error)}
+    maps = heatmaps.heatmaps_or_reason(captioner, image, result.caption, method, result.token_ids)
+    if isinstance(maps, str):
+        return {"heatmaps": None, "heatmaps_error": maps}
     from . import figures  # imports matplotlib: only once there is something to draw
 
     stem = out_dir / f"{path.stem}-{captioner.variant.id}"
@@ -83,9 +81,10 @@ def write_heatmaps(out_dir: Path, path: Path, image, captioner, result: CaptionR
     return {"heatmaps": str(stem.with_suffix(".png")), "heatmaps_error": None}
 
 
-def _row(image, variant_id, caption, seconds, error, untrained, notes=(), full_text=None) -> dict:
+def _row(image, variant_id, captioner, caption, seconds, error, notes=(), full_text=None) -> dict:
     return {"image": str(image), "variant": variant_id, "caption": caption, "seconds": seconds,
-            "error": error, "untrained": untrained, "notes": list(notes), "full_text": full_text}
+            "error": error, "untrained": captioner.untrained, "notes": list(notes), "full_text": full_text,
+            "dtype": dtype_name(captioner.dtype)}  # what its weights compute in (CXRCAP_DTYPE, else by device)
 
 
 def print_results(results: list[dict], captioners: dict) -> None:

@@ -107,11 +107,35 @@ def pick_device() -> torch.device:
     return torch.device("cpu")
 
 
+DTYPE_VARIABLE = "CXRCAP_DTYPE"
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def dtype_from_env(variable: str = DTYPE_VARIABLE) -> torch.dtype | None:
+    """The dtype an environment variable names (one of `DTYPES`); None when it is unset."""
+    value = os.environ.get(variable, "").strip()
+    if not value:
+        return None
+    if value not in DTYPES:
+        raise ValueError(f"{variable} must be one of {', '.join(DTYPES)}, not {value!r}")
+    return DTYPES[value]
+
+
 def pick_dtype(device: torch.device) -> torch.dtype:
+    """`CXRCAP_DTYPE` when set (so a CPU can run what a GPU would: the tests run every 16-bit path
+    so), else by device: bf16 on a GPU that supports it, fp16 on an older one, fp32 elsewhere."""
+    chosen = dtype_from_env()
+    if chosen is not None:
+        return chosen
     # fp32 on CPU: bf16 is slower on the CPUs we measured, and fp32 keeps outputs exact.
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return torch.float32
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    """`torch.bfloat16` -> "bfloat16", as `CXRCAP_DTYPE` and the JSON files name it."""
+    return str(dtype).removeprefix("torch.")
 
 
 def _is_local(source: str) -> bool:
@@ -137,7 +161,8 @@ class Captioner:
     """One variant's processor + model, loaded on first use.
 
     quantize_int8: run every Linear layer in dynamic int8 (CPU only; opt-in, default from the
-    environment variable `CXRCAP_INT8`): faster, but captions may differ from fp32 ones.
+    environment variable `CXRCAP_INT8`): faster, but captions may differ from fp32 ones. Its layers
+    take float32 inputs, so an int8 captioner computes in float32 whatever `CXRCAP_DTYPE` says.
     """
 
     # Captions on a lane of its own at low CPU priority, never on the study's workers (the extra
@@ -158,10 +183,12 @@ class Captioner:
         self.source = source or self.variant.source
         self.untrained = untrained
         self.device = device or pick_device()
-        self.dtype = dtype or pick_dtype(self.device)
         self.quantize_int8 = env_flag("CXRCAP_INT8", False) if quantize_int8 is None else quantize_int8
         if self.quantize_int8 and self.device.type != "cpu":
             raise ValueError("quantize_int8 runs on the CPU only (dynamic int8 quantisation)")
+        if self.quantize_int8 and dtype not in (None, torch.float32):
+            raise ValueError("quantize_int8 computes in float32 (dynamic int8 layers take float32 inputs)")
+        self.dtype = dtype or (torch.float32 if self.quantize_int8 else pick_dtype(self.device))
         self._lock = threading.Lock()
         self._loaded: tuple[object, PreTrainedModel] | None = None
         self._error: VariantUnavailable | None = None

@@ -25,7 +25,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
 import re
 import struct
 import threading
@@ -47,6 +46,7 @@ from .captioner import (
     VariantUnavailable,
     _is_local,
     _looks_like_a_path,
+    dtype_from_env,
     env_flag,
     lower_this_threads_priority,
     pick_device,
@@ -233,13 +233,9 @@ def read_licence(source: str) -> str | None:
 
 
 def _dtype_for(device: torch.device) -> torch.dtype:
-    """The owner's choice (CXRCAP_EXTRA_DTYPE), else bf16 on GPUs that support it, fp32 on a CPU."""
-    choice = os.environ.get(DTYPE, "").strip()
-    if not choice:
-        return pick_dtype(device)
-    if choice not in ("float32", "bfloat16", "float16"):
-        raise ValueError(f"{DTYPE} must be float32, bfloat16 or float16, not {choice!r}")
-    return getattr(torch, choice)
+    """The owner's choice for this slot (CXRCAP_EXTRA_DTYPE), else the four's (`pick_dtype`:
+    CXRCAP_DTYPE, else bf16 on GPUs that support it, fp32 on a CPU)."""
+    return dtype_from_env(DTYPE) or pick_dtype(device)
 
 
 class ExtraCaptioner(Captioner):

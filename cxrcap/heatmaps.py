@@ -20,12 +20,19 @@ Two methods (`METHODS`); the name of the one used goes with every map shown:
 - "relevance" (default): gradient-weighted relevance propagation, Chefer, Gur & Wolf (2021),
   "Generic attention-model explainability for interpreting bi-modal and encoder-decoder
   transformers". Each layer's attention A is weighted by the gradient of the token's logit,
-  Ā = mean over heads of max(0, ∂logit/∂A ⊙ A), and relevance accumulates through all layers
-  with the residual connections: R ← R + Ā·R for self-attention (GIT's joint sequence, BLIP's
-  text), and R_text→image ← R_text→image + R̄_text·Ā_cross for BLIP's cross-attention (R̄: the
-  row-normalised, residual-corrected text relevance; we use it untransposed so that a token's
-  map only draws on the tokens before it, as a causal decoder does). The image tokens' own mixing
-  inside the ViT is taken as the identity: the map explains the decoder's use of the patches.
+  Ā = mean over heads of max(0, ∂logit/∂A ⊙ A) (their eq. 5), and relevance accumulates through
+  all layers with the residual connections: R ← R + Ā·R for self-attention (eq. 6-7: GIT's joint
+  sequence, BLIP's text), and their eq. 10 for BLIP's cross-attention,
+  R_text→image ← R_text→image + (R̄_text)ᵀ·Ā_cross·R̄_image (R̄: the relevance with its residual
+  part kept apart and the rest of each row normalised to sum 1, eq. 8-9). The image tokens' own
+  mixing inside the ViT is taken as the identity (R̄_image = I): the map explains the decoder's
+  use of the patches. In a causal decoder the target's row of (R̄_text)ᵀ·Ā_cross is its own row of
+  Ā_cross scaled by R̄_text's diagonal (the rows of Ā after it have zero gradient, and R̄_text is
+  lower triangular); the tokens before it contribute through the self-attention rule.
+  The relevance is computed in float32 from the model's attention and gradient tensors, whatever
+  the model's dtype: R accumulates small terms onto the identity, which bf16 (8 bits of
+  mantissa: 1 + 0.004 rounds to 1) would drop, and products of small gradients and attention
+  weights fall below fp16's normal range (6e-5); these tensors are small next to the passes.
   It is the default because it is the better-founded one: it is specific to the token being
   explained (raw attention is the same whichever token the head then helps to predict), it
   counts only attention that raised that token's logit (heads that attend without contributing,
@@ -51,6 +58,7 @@ Every map is an explanation aid, never evidence of a finding (`DISCLAIMER`, show
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -59,8 +67,10 @@ import torch
 from PIL import Image
 from transformers import DynamicCache
 
-from .captioner import Captioner
+from .captioner import Captioner, VariantUnavailable, _first_line, dtype_name
 from .findings import extract_findings
+
+log = logging.getLogger(__name__)
 
 METHODS = ("relevance", "attention")
 DEFAULT_METHOD = "relevance"
@@ -129,6 +139,7 @@ class Heatmaps:
     token_maps: np.ndarray  # (tokens, rows, cols)
     word_maps: np.ndarray  # (words, rows, cols)
     geometry: InputGeometry
+    dtype: str  # what the model computed in ("float32", "bfloat16", "float16")
 
     @property
     def grid(self) -> tuple[int, int]:
@@ -142,10 +153,11 @@ class Heatmaps:
         return None
 
     def to_json(self) -> dict:
-        """The CLI's JSON: variant, method, grid, tokens, words, one map per word (rounded)."""
+        """The CLI's JSON: variant, method, the model's dtype, grid, tokens, words, one map per word (rounded)."""
         return {
             "variant": self.variant_id,
             "method": self.method,
+            "dtype": self.dtype,
             "grid": list(self.grid),
             "tokens": self.tokens,
             "words": self.words,
@@ -190,7 +202,25 @@ def compute_heatmaps(
     tokens = processor.tokenizer.convert_ids_to_tokens(input_ids[0, 1:].tolist())
     words, word_tokens = group_word_pieces(tokens)
     word_maps = _normalised(np.stack([token_maps[indices].mean(axis=0) for indices in word_tokens]))
-    return Heatmaps(captioner.variant.id, method, tokens, words, word_tokens, token_maps, word_maps, geometry)
+    return Heatmaps(captioner.variant.id, method, tokens, words, word_tokens, token_maps, word_maps, geometry,
+                    dtype_name(captioner.dtype))
+
+
+def heatmaps_or_reason(
+    captioner: Captioner, image: Image.Image, caption: str, method: str = DEFAULT_METHOD,
+    token_ids: Sequence[int] = (),
+) -> Heatmaps | str:
+    """`compute_heatmaps` for the callers that go on without maps (the app's view, the report, the
+    CLI): the maps, or why there are none. Maps are asked for after the captions are made, so no
+    failure here may cost those: an unexpected one (a bug, an op the device cannot run) is logged
+    with its traceback and named in the reason."""
+    try:
+        return compute_heatmaps(captioner, image, caption, method, token_ids)
+    except (HeatmapsUnavailable, VariantUnavailable) as error:
+        return str(error)
+    except Exception as error:
+        log.exception("%s: computing heatmaps failed", captioner.label)
+        return f"{captioner.label}: computing them failed ({type(error).__name__}: {_first_line(error)})"
 
 
 def group_word_pieces(tokens: Sequence[str]) -> tuple[list[str], list[list[int]]]:
@@ -252,10 +282,10 @@ def _target_logits(head: torch.nn.Linear, head_input: torch.Tensor, rows: torch.
 
 
 def _head_mean_of_positive(attention: torch.Tensor, gradient: torch.Tensor) -> torch.Tensor:
-    """Chefer et al.'s Ā: mean over heads of max(0, gradient ⊙ attention).
+    """Chefer et al.'s Ā: mean over heads of max(0, gradient ⊙ attention), in float32 (see above).
 
     attention (1, heads, q, k), gradient (targets, heads, q, k) -> (targets, q, k)."""
-    return (gradient * attention).clamp(min=0).mean(dim=1)
+    return (gradient.float() * attention.float()).clamp(min=0).mean(dim=1)
 
 
 def _target_chunks(n_targets: int) -> list[tuple[int, int]]:
@@ -286,7 +316,7 @@ def _git_token_maps(model, pixel_values: torch.Tensor, input_ids: torch.Tensor, 
     if method == "attention":
         with torch.no_grad():
             attentions = _git_text_pass(model, cache, input_ids, relevance=False).attentions
-        return torch.cat(attentions[-RAW_LAYERS:]).mean(dim=(0, 1))[:n_targets, 1:n_image]
+        return torch.cat(attentions[-RAW_LAYERS:]).float().mean(dim=(0, 1))[:n_targets, 1:n_image]
     maps = []
     for first, end in _target_chunks(n_targets):
         prefix = input_ids[:, :end]
@@ -324,7 +354,7 @@ def _blip_token_maps(model, pixel_values: torch.Tensor, input_ids: torch.Tensor,
     if method == "attention":
         with torch.no_grad():
             output = model.text_decoder(input_ids=input_ids, encoder_hidden_states=image_embeds, output_attentions=True)
-        return torch.cat(output.cross_attentions[-RAW_LAYERS:]).mean(dim=(0, 1))[:n_targets, 1:]
+        return torch.cat(output.cross_attentions[-RAW_LAYERS:]).float().mean(dim=(0, 1))[:n_targets, 1:]
     head = model.text_decoder.cls.predictions  # a transform, then the vocabulary layer
     maps = []
     for first, end in _target_chunks(n_targets):
@@ -343,7 +373,8 @@ def _blip_token_maps(model, pixel_values: torch.Tensor, input_ids: torch.Tensor,
                 a_self = _head_mean_of_positive(output.attentions[layer], gradients[layer])
                 a_cross = _head_mean_of_positive(output.cross_attentions[layer], gradients[n_layers + layer])
                 text_text, text_image = text_text + a_self @ text_text, text_image + a_self @ text_image
-                text_image = text_image + _residual_normalised(text_text, eye) @ a_cross
+                # eq. 10 with R̄_image = I (the ViT's mixing as the identity, above)
+                text_image = text_image + _residual_normalised(text_text, eye).transpose(1, 2) @ a_cross
         maps.append(text_image[torch.arange(len(rows)), rows, 1:])
     return torch.cat(maps)
 

@@ -180,6 +180,8 @@ def run(args: argparse.Namespace) -> int:
     settings = DecodeSettings(num_beams=args.beams, max_new_tokens=args.max_new_tokens)
     if args.compare_int8 and pick_device().type != "cpu":
         raise ReportError("--compare-int8 measures the CPU's fast mode: run it on a CPU (e.g. CUDA_VISIBLE_DEVICES= )")
+    if args.compare_int8 and pick_dtype(pick_device()) != torch.float32:
+        raise ReportError("--compare-int8 compares int8 with float32 captions: unset CXRCAP_DTYPE (or set it to float32)")
     metrics.warm_up()  # WordNet (for METEOR) loads in the background while the models caption
     captioners = build_captioners(parse_variant_ids(args.variants), tiny_random=args.tiny_random,
                                   quantize_int8=False if args.compare_int8 else None,  # int8 is compared with fp32
@@ -304,10 +306,9 @@ def finding_word_overlays(
     for i in range(min(n, len(evaluation.ids))):
         image, panel = evaluation.images[i], {}
         for row in models:
-            try:
-                maps = heatmaps.compute_heatmaps(captioners[row.name], image, predictions[row.name][i], method)
-            except (heatmaps.HeatmapsUnavailable, VariantUnavailable) as error:
-                panel[row.name] = f"no heatmaps: {error}"
+            maps = heatmaps.heatmaps_or_reason(captioners[row.name], image, predictions[row.name][i], method)
+            if isinstance(maps, str):
+                panel[row.name] = f"no heatmaps: {maps}"
                 continue
             words = heatmaps.finding_word_indices(maps.words)[:MAX_FINDING_WORDS]
             panel[row.name] = [

@@ -186,7 +186,9 @@ class CaptionTrainer(Trainer):
     def __init__(self, *args, generation: dict, **kwargs):
         super().__init__(*args, **kwargs)
         self.generation = generation
-        self._captioning_model = None  # set while evaluating
+        # Made at the first evaluation and given the current weights at each (`in_app_precision`); in 16-bit
+        # it is a copy that stays allocated between evaluations, half the size of the fp32 weights.
+        self._captioning_model = None
         if self.compute_loss_func is not None:
             # The loss comes from the logits (finetune.loss): the forward pass gets no loss arguments.
             self.model_accepts_loss_kwargs = False
@@ -211,11 +213,9 @@ class CaptionTrainer(Trainer):
         return loader
 
     def evaluate(self, *args, **kwargs):
-        self._captioning_model = in_app_precision(self.accelerator.unwrap_model(self.model))
-        try:
-            return super().evaluate(*args, **kwargs)
-        finally:
-            self._captioning_model = None
+        self._captioning_model = in_app_precision(self.accelerator.unwrap_model(self.model),
+                                                  reuse=self._captioning_model)
+        return super().evaluate(*args, **kwargs)
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
         loss, _, _ = super().prediction_step(model, inputs, prediction_loss_only=True, ignore_keys=ignore_keys)
@@ -229,21 +229,26 @@ class CaptionTrainer(Trainer):
         return loss, generated, inputs["labels"]
 
 
-def in_app_precision(model: PreTrainedModel, dtype: torch.dtype | None = None) -> PreTrainedModel:
+def in_app_precision(model: PreTrainedModel, dtype: torch.dtype | None = None,
+                     reuse: PreTrainedModel | None = None) -> PreTrainedModel:
     """The model to caption validation images with: the training weights in the precision the app
     would load them in on this device (`cxrcap.captioner.pick_dtype`: bf16 or fp16 on a GPU, fp32 on a
-    CPU), so the model card's validation captions are the app's. In fp32 that is the model itself; else
-    a plain copy in `dtype`: the training model may run under mixed-precision autocast, which computes
-    in a mix of precisions that the app never uses.
+    CPU, or `CXRCAP_DTYPE`), so the model card's validation captions are the app's. In fp32 that is the
+    model itself; else a plain copy in `dtype`: the training model may run under mixed-precision
+    autocast, which computes in a mix of precisions that the app never uses. `reuse`: the copy an
+    earlier call returned, given the current weights instead of building (and allocating) a new model
+    at every evaluation.
     """
     dtype = dtype or pick_dtype(model.device)
     if dtype == model.dtype:
         return model
-    with torch.device(model.device):
-        copy = type(model)(model.config)
-    copy.load_state_dict(model.state_dict())
-    copy.generation_config = model.generation_config
-    return copy.to(dtype).eval()
+    copy = reuse
+    if copy is None:
+        with torch.device(model.device):
+            copy = type(model)(model.config).to(dtype).eval()
+        copy.generation_config = model.generation_config
+    copy.load_state_dict(model.state_dict())  # cast to the copy's dtype
+    return copy
 
 
 def decode(tokenizer, ids: np.ndarray) -> list[str]:

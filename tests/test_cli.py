@@ -78,7 +78,8 @@ def test_heatmaps_writes_a_png_and_the_issues_json_per_image_and_variant(cxr_ima
         assert row["heatmaps"] == str(stem.with_suffix(".png")) and row["heatmaps_error"] is None
         assert stem.with_suffix(".png").stat().st_size > 10_000
         maps = json.loads(stem.with_suffix(".json").read_text())
-        assert list(maps) == ["variant", "method", "grid", "tokens", "words", "maps"]
+        assert list(maps) == ["variant", "method", "dtype", "grid", "tokens", "words", "maps"]
+        assert maps["dtype"] == row["dtype"] == "float32"  # what a CPU runs in unless CXRCAP_DTYPE says otherwise
         assert maps["variant"] == row["variant"] and maps["method"] == "relevance" and maps["grid"] == grid
         assert len(maps["maps"]) == len(maps["words"]) >= 1 and len(maps["tokens"]) >= len(maps["words"])
         for word_map in maps["maps"]:

@@ -279,6 +279,10 @@ def test_validation_captions_use_the_apps_precision(tiny_sources, cxr_image):
     with torch.no_grad():
         ids = copy.generate(pixel_values=pixels.bfloat16(), max_new_tokens=8, do_sample=False)
     assert torch.equal(ids, app.generate_ids(pixels, DecodeSettings(max_new_tokens=8)))
+    with torch.no_grad():  # a training step later, the next evaluation refreshes the same copy
+        model.output.weight.mul_(2)
+    assert in_app_precision(model, torch.bfloat16, reuse=copy) is copy
+    assert torch.equal(copy.state_dict()["output.weight"], model.state_dict()["output.weight"].bfloat16())
 
 
 class SimulatedKill(Exception):

@@ -106,6 +106,49 @@ def test_relevance_in_causal_chunks_equals_one_pass_over_the_whole_caption(capti
     np.testing.assert_allclose(chunked.token_maps, whole.token_maps, atol=1e-5)
 
 
+def _blip_relevance_by_the_papers_rules(captioner: Captioner, image: Image.Image, caption: str) -> np.ndarray:
+    """Chefer et al. (2021) by hand, one target at a time, from a plain forward pass and its logits:
+    R_tt = I, R_ti = 0; per decoder layer R_tt += Ā_s·R_tt, R_ti += Ā_s·R_ti (eq. 6-7), then
+    R_ti += (R̄_tt)ᵀ·Ā_c·R̄_ii (eq. 10) with R̄_ii = I (the ViT's mixing taken as the identity)."""
+    model, tokenizer = captioner.model, captioner.processor.tokenizer
+    token_ids = tokenizer(caption, add_special_tokens=False).input_ids
+    input_ids = torch.tensor([[model.config.text_config.bos_token_id, *token_ids]])
+    with torch.no_grad():
+        image_embeds = model.vision_model(pixel_values=captioner.preprocess([image])).last_hidden_state
+    n, maps = input_ids.shape[1], []
+    eye = torch.eye(n)
+
+    def head_mean(attention, gradient):  # eq. 5
+        return (gradient * attention)[0].clamp(min=0).mean(dim=0)
+
+    def residual_normalised(relevance):  # eq. 8-9: R - I with rows summing to 1 (empty rows stay 0), plus I
+        mixed = relevance - eye
+        sums = mixed.sum(dim=1, keepdim=True)
+        return torch.where(sums > 0, mixed / sums.clamp(min=1e-12), mixed) + eye
+
+    for t in range(len(token_ids)):
+        output = model.text_decoder(input_ids=input_ids, encoder_hidden_states=image_embeds, output_attentions=True)
+        attentions = [*output.attentions, *output.cross_attentions]
+        gradients = torch.autograd.grad(output.logits[0, t, token_ids[t]], attentions)
+        layers = len(output.attentions)
+        r_tt, r_ti = eye.clone(), torch.zeros(n, image_embeds.shape[1])
+        for layer in range(layers):
+            a_self = head_mean(attentions[layer].detach(), gradients[layer])
+            r_tt, r_ti = r_tt + a_self @ r_tt, r_ti + a_self @ r_ti
+            a_cross = head_mean(attentions[layers + layer].detach(), gradients[layers + layer])
+            r_ti = r_ti + residual_normalised(r_tt).T @ a_cross  # @ R̄_ii = I
+        maps.append(r_ti[t, 1:].numpy())
+    maps = np.clip(np.stack(maps), 0, None)
+    side = int(round(maps.shape[1] ** 0.5))
+    return (maps / maps.max(axis=1, keepdims=True)).reshape(len(token_ids), side, side)
+
+
+def test_blips_relevance_follows_the_papers_rules_computed_by_hand(captioners, xray):
+    maps = compute_heatmaps(captioners["blip-base"], xray, CAPTION, "relevance")
+    np.testing.assert_allclose(maps.token_maps, _blip_relevance_by_the_papers_rules(captioners["blip-base"], xray, CAPTION),
+                               atol=1e-5)
+
+
 def test_relevance_differs_from_raw_attention(captioners, xray):
     relevance = compute_heatmaps(captioners["blip-base"], xray, CAPTION, "relevance")
     attention = compute_heatmaps(captioners["blip-base"], xray, CAPTION, "attention")
@@ -120,8 +163,8 @@ def test_a_beam_search_caption_has_a_map_per_word(captioners, xray, variant_id):
     assert maps.tokens == captioner.processor.tokenizer.tokenize(caption)
     assert len(maps.words) == len(maps.word_maps) >= 1
     payload = maps.to_json()
-    assert set(payload) == {"variant", "method", "grid", "tokens", "words", "maps"}
-    assert payload["method"] == "relevance" and payload["grid"] == list(maps.grid)
+    assert set(payload) == {"variant", "method", "dtype", "grid", "tokens", "words", "maps"}
+    assert payload["method"] == "relevance" and payload["grid"] == list(maps.grid) and payload["dtype"] == "float32"
     assert np.array(payload["maps"]).shape == (len(payload["words"]), *maps.grid)
 
 
@@ -153,6 +196,41 @@ def test_what_cannot_have_maps_says_why(captioners, xray, tiny_sources):
         compute_heatmaps(extra, xray, CAPTION)
     with pytest.raises(ValueError, match="unknown heatmap method"):
         compute_heatmaps(captioners["git-base"], xray, CAPTION, "saliency")
+
+
+def test_a_failure_inside_the_maps_is_a_message_in_the_view_the_report_and_the_cli(captioners, xray, monkeypatch,
+                                                                                  caplog, tmp_path):
+    """Maps come after the captions: whatever goes wrong computing one variant's (here GIT's, as
+    16-bit once did), the view, the report and the CLI say so and go on, and the log has the traceback."""
+    from pathlib import Path
+
+    from cxrcap.__main__ import write_heatmaps
+    from cxrcap.app.comparison import Comparison
+    from cxrcap.app.heatmap_view import HeatmapView
+    from cxrcap.captioner import CaptionResult
+    from cxrcap.report import EvaluationSet, Row, finding_word_overlays
+
+    def broken(*args):
+        raise RuntimeError("expected scalar type BFloat16 but found Float")
+
+    monkeypatch.setitem(heatmaps._TOKEN_MAPS, "git", broken)
+    reason = "GIT base: computing them failed (RuntimeError: expected scalar type BFloat16 but found Float)"
+    comparison = Comparison("", DecodeSettings())
+    for variant_id in FAMILIES:
+        comparison.add(CaptionResult(variant_id, CAPTION, 0.1))
+    shown = HeatmapView(lambda int8: captioners).maps_for(xray, comparison, "relevance")
+    assert shown["git-base"] == f"no heatmaps: {reason}" and isinstance(shown["blip-base"], heatmaps.Heatmaps)
+
+    evaluation = EvaluationSet(["x"], ["reference"], [xray], [""], [], {})
+    rows = [Row(vid, vid, "model") for vid in FAMILIES]
+    (panel,) = finding_word_overlays(captioners, evaluation, dict.fromkeys(FAMILIES, [CAPTION]), rows, 1, "relevance")
+    assert panel["git-base"] == f"no heatmaps: {reason}" and [word for word, _ in panel["blip-base"]] == ["effusion", "cardiomegaly"]
+
+    row = write_heatmaps(tmp_path, Path("x.png"), xray, captioners["git-base"], CaptionResult("git-base", CAPTION, 0.1),
+                         "relevance")
+    assert row == {"heatmaps": None, "heatmaps_error": reason}
+    failures = [record for record in caplog.records if record.name == "cxrcap.heatmaps"]
+    assert len(failures) == 3 and all(record.exc_info for record in failures)
 
 
 def test_word_pieces_group_into_words_and_findings_are_found():

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from ..captioner import CaptionResult, Captioner, VariantUnavailable
+from ..captioner import CaptionResult, Captioner
 from ..heatmaps import (
     COLOUR_MAP,
     DEFAULT_METHOD,
@@ -28,8 +28,7 @@ from ..heatmaps import (
     METHOD_LABELS,
     METHODS,
     Heatmaps,
-    HeatmapsUnavailable,
-    compute_heatmaps,
+    heatmaps_or_reason,
     overlay,
 )
 from ..variants import VARIANTS
@@ -79,10 +78,8 @@ class HeatmapView:
 
     @staticmethod
     def _compute(captioner: Captioner, image: Image.Image, result: CaptionResult, method: str) -> Heatmaps | str:
-        try:
-            return compute_heatmaps(captioner, image, result.caption, method, result.token_ids)
-        except (HeatmapsUnavailable, VariantUnavailable) as error:
-            return f"no heatmaps: {error}"
+        maps = heatmaps_or_reason(captioner, image, result.caption, method, result.token_ids)
+        return maps if isinstance(maps, Heatmaps) else f"no heatmaps: {maps}"
 
 
 def word_choices(maps: Heatmaps | str) -> list[tuple[str, str]]:
