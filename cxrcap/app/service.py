@@ -31,6 +31,9 @@ from ..wordnet import WordNetMissingError
 log = logging.getLogger(__name__)
 
 NO_IMAGE = "Upload a chest X-ray (PNG, JPEG or DICOM) or pick an example first."
+# The decoding settings the app offers (its sliders) and its API accepts: lowest, highest.
+BEAMS = (1, 8)
+NEW_TOKENS = (5, 100)
 
 
 class UserError(ValueError):
