@@ -77,7 +77,7 @@ class CaptionService:
         self._example_digests: set[str] = set()
         self.examples_cached = threading.Event()  # set once every example has its rows (or will not get them)
         # On ZeroGPU this runs in a process lent a GPU for the call (only picklable values cross over).
-        self._caption_now = zerogpu.gpu(self._caption_now)
+        self._caption_now = zerogpu.gpu(self._caption_now, zerogpu.caption_seconds)
 
     @property
     def variant_ids(self) -> list[str]:
