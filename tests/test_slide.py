@@ -117,3 +117,12 @@ def test_a_short_comparison_keeps_the_largest_fonts(xray):
     assert {box.kind: box.size for box in boxes if box.kind in ("title", "caption")} == {
         "title": slide.STYLES["title"].size, "caption": slide.STYLES["caption"].size}
     assert not [box for box in boxes if box.kind in ("credit", "scores")]
+
+
+def test_a_credit_longer_than_any_licence_line_keeps_the_xray_readable(xray):
+    comparison = comparison_of(5, "chest radiograph")
+    boxes = slide.layout(xray.size, comparison.slide_lines(), "Image: " + "source " * 800, comparison.slide_footer())
+    check_placed(boxes)
+    credit = next(box for box in boxes if box.kind == "credit")
+    assert credit.cut and credit.size == slide.STYLES["credit"].floor
+    assert next(box for box in boxes if box.kind == "image").height >= slide.MIN_IMAGE_HEIGHT
