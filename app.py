@@ -26,12 +26,13 @@ import cxrcap.app.zerogpu  # noqa: F401, E402  first: ZeroGPU's `spaces` must be
 import gradio as gr  # noqa: E402
 
 from cxrcap.app.about import NOTICE, about_markdown  # noqa: E402
+from cxrcap.app.api_inputs import text_input, whole_number_input  # noqa: E402
 from cxrcap.app.cards import CSS, render_cards  # noqa: E402
 from cxrcap.app.comparison import Comparison  # noqa: E402
 from cxrcap.app.examples import Example, examples_folder, load_examples  # noqa: E402
 from cxrcap.app.heatmap_view import HeatmapPanel, HeatmapView  # noqa: E402
 from cxrcap.app.review_form import REVIEW_CSS, ReviewDesk, ReviewForm  # noqa: E402
-from cxrcap.app.service import CaptionService, UserError  # noqa: E402
+from cxrcap.app.service import BEAMS, NEW_TOKENS, CaptionService, UserError  # noqa: E402
 from cxrcap.app.upload import xray_upload  # noqa: E402
 from cxrcap.captioner import MAX_PROMPT_CHARS, quiet_library_logs  # noqa: E402
 from cxrcap.images import DICOM_SUFFIXES, ImageError  # noqa: E402
@@ -159,8 +160,8 @@ def build_demo(service: CaptionService, examples: list[Example], results_dir: Pa
                     ground_truth = gr.Textbox(label="Ground-truth caption (optional: enables the scores)", lines=3)
                     credit = gr.Markdown()
                     with gr.Accordion("Decoding settings", open=False):
-                        num_beams = gr.Slider(1, 8, value=1, step=1, label="Beams (1 = greedy)")
-                        max_new_tokens = gr.Slider(5, 100, value=30, step=1, label="Longest caption (tokens)")
+                        num_beams = gr.Slider(*BEAMS, value=1, step=1, label="Beams (1 = greedy)")
+                        max_new_tokens = gr.Slider(*NEW_TOKENS, value=30, step=1, label="Longest caption (tokens)")
                         int8 = gr.Checkbox(service.int8_default, label="Fast (int8) captions", visible=service.int8_available,
                                            info="int8 weights: faster on a CPU; captions may differ from full precision")
                         prompt = gr.Textbox(service.extra_prompt or "", label="Prompt of the extra model (not in the study)",
@@ -216,14 +217,16 @@ def build_demo(service: CaptionService, examples: list[Example], results_dir: Pa
                      [image_state, comparison_state, credit_state, heatmaps.picture], [exported], api_visibility="private")
         # The API for gradio_client: one file in, one row per variant out (no browser state):
         # Client(url).predict(handle_file(path), ground_truth, 1, 30, api_name="/caption")
-        with gr.Row(visible=False):
-            api_file, api_rows, api_trigger = xray_upload(), gr.JSON(), gr.Button()
-        api_trigger.click(shows_user_errors(service.caption_rows), [api_file, ground_truth, num_beams, max_new_tokens], [api_rows],
-                          api_name="caption")
+        with gr.Row(visible=False):  # its own inputs, which check what a client sends (api_inputs.py)
+            api_inputs = [xray_upload(), text_input("ground_truth", value=""), whole_number_input("num_beams", *BEAMS, value=1),
+                          whole_number_input("max_new_tokens", *NEW_TOKENS, value=30)]
+            api_rows, api_trigger = gr.JSON(), gr.Button()
+        api_trigger.click(shows_user_errors(service.caption_rows), api_inputs, [api_rows], api_name="caption")
         # Client(url).predict(handle_file(path), ground_truth, variant, caption, rating, comment, reviewer,
         #                     submission_id, api_name="/review") -> the stored review's id
         with gr.Row(visible=False):
-            review_api_inputs = [xray_upload(), *(gr.Textbox() for _ in range(7))]
+            review_api_inputs = [xray_upload(), *map(text_input, ("ground_truth", "variant", "caption", "rating", "comment",
+                                                                   "reviewer", "submission_id"))]
             review_api_id, review_api_trigger = gr.Number(precision=0), gr.Button()
         review_api_trigger.click(shows_user_errors(review_form.api_review), review_api_inputs, [review_api_id], api_name="review",
                                  concurrency_limit=4)  # SQLite queues the writers; decoding runs beside captioning

@@ -9,6 +9,14 @@ message is meant for the user.
 Grey levels that do not fit in 8 bits (16-bit and 32-bit greyscale, DICOM after its LUTs) are
 stretched from the image's actual minimum to its maximum onto 0..255. Stretching by the bit
 depth instead would turn a 12-bit X-ray stored in 16 bits nearly black.
+
+An alpha channel (and a palette's transparent colour) is dropped: the grey levels the file stores
+are what the models see. A radiograph with alpha is almost always an export artefact (a uniform
+alpha, or a transparent border); compositing it on black would darken the image (alpha 128 halves
+every grey level) and on white lighten it, both changing the pixel values the modality wrote.
+Radiology viewers do the same: cornerstone (OHIF's renderer) skips the alpha of colour pixel data,
+and Pillow's own `convert("RGB")` discards the band. Premultiplied alpha (Pillow's RGBa, La) is
+undone first, since there the stored value is already grey x alpha.
 """
 
 import io
@@ -50,6 +58,7 @@ _DICOM_REQUIRED = ["Rows", "Columns", "SamplesPerPixel", "PhotometricInterpretat
                    "BitsAllocated", "BitsStored", "PixelRepresentation"]
 # pydicom's pixel_array already converts YBR colour to RGB.
 _DICOM_COLOUR = {"RGB", "YBR_FULL", "YBR_FULL_422", "YBR_RCT", "YBR_ICT", "YBR_PARTIAL_420"}
+_PREMULTIPLIED = {"RGBa": "RGBA", "La": "LA"}  # Pillow's modes with associated alpha -> straight alpha
 
 
 class ImageError(ValueError):
@@ -139,16 +148,9 @@ def _to_rgb(image: Image.Image) -> Image.Image:
 def _pil_mode_to_rgb(image: Image.Image) -> Image.Image:
     if image.mode in ("I", "I;16", "I;16L", "I;16B", "I;16N", "F"):
         return _grey_to_rgb(np.asarray(image))
-    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info:
-        return _composite_on_black(image.convert("RGBA"))
-    return image.convert("RGB")  # RGB, L, 1, P, CMYK, YCbCr
-
-
-def _composite_on_black(rgba: Image.Image) -> Image.Image:
-    # Black, not white: an X-ray's empty background (air) is black, while white would read as
-    # dense tissue or bone to a reader and to the models.
-    black = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
-    return Image.alpha_composite(black, rgba).convert("RGB")
+    if image.mode in _PREMULTIPLIED:  # stored value = grey x alpha: undo that before dropping alpha
+        image = image.convert(_PREMULTIPLIED[image.mode])
+    return image.convert("RGB")  # RGB, L, 1, P, CMYK, YCbCr; alpha and palette transparency dropped
 
 
 def _stretch_to_uint8(values: np.ndarray) -> np.ndarray:

@@ -1,5 +1,6 @@
 """The running app through its API, as `gradio_client` users call it, and under load."""
 
+import sqlite3
 import statistics
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -68,3 +69,56 @@ def test_api_says_when_it_cut_a_long_ground_truth(client, cxr_image):
     rows = client.predict(handle_file(str(cxr_image)), "chest " * 200_000, 1, 5, api_name="/caption")  # 1.2 MB
     assert all("only the first" in row["ground_truth_notice"] for row in rows)
     assert client.predict(handle_file(str(cxr_image)), "chest", 1, 5, api_name="/caption")[0]["ground_truth_notice"] is None
+
+
+GENERIC = "upstream Gradio app has raised an exception"
+
+
+def api_error(client, *args) -> str:
+    """What a gradio_client user reads when /caption refuses `args`."""
+    with pytest.raises(Exception) as caught:
+        client.predict(*args, api_name="/caption")
+    message = str(caught.value)
+    assert GENERIC not in message and "Traceback" not in message
+    return message
+
+
+@pytest.mark.parametrize("num_beams, max_new_tokens, says", [
+    ("abc", 8, "num_beams must be a whole number from 1 to 8"),
+    (None, 8, "num_beams must be a whole number from 1 to 8"),
+    (0, 8, "num_beams must be a whole number from 1 to 8"),
+    (2.5, 8, "num_beams must be a whole number from 1 to 8"),
+    (True, 8, "num_beams must be a whole number from 1 to 8"),
+    (1, "many", "max_new_tokens must be a whole number from 5 to 100"),
+    (1, 1000, "max_new_tokens must be a whole number from 5 to 100"),
+])
+def test_api_bad_decoding_settings_say_which_argument_and_its_range(client, cxr_image, num_beams, max_new_tokens, says):
+    message = api_error(client, handle_file(str(cxr_image)), "", num_beams, max_new_tokens)
+    assert says in message and repr(num_beams if "beams" in says else max_new_tokens) in message
+
+
+@pytest.mark.parametrize("file", ["a plain path", 42, ["x.png"], {"path": "x.png"}])
+def test_api_file_that_is_not_an_upload_says_to_use_handle_file(client, cxr_image, file):
+    sent = str(cxr_image) if file == "a plain path" else file
+    message = api_error(client, sent, "", 1, 8)
+    assert "handle_file" in message and str(cxr_image.parent) not in message
+
+
+def test_api_ground_truth_must_be_text_not_a_list(client, cxr_image):
+    message = api_error(client, handle_file(str(cxr_image)), ["a", "b"], 1, 8)
+    assert "ground_truth must be text" in message and "list" in message
+    rows = client.predict(handle_file(str(cxr_image)), None, 1.0, 5, api_name="/caption")  # None: no scores; 1.0 is 1
+    assert len(rows) == 4 and rows[0]["bleu"] is None
+
+
+def test_api_review_refuses_a_list_for_text_storing_nothing(client, reviews_db, cxr_image):
+    def count():
+        with sqlite3.connect(reviews_db) as connection:
+            return connection.execute("SELECT COUNT(*) FROM reviews").fetchone()[0]
+
+    before = count()
+    with pytest.raises(Exception) as caught:
+        client.predict(handle_file(str(cxr_image)), "truth", "git-base", "a caption", "correct", ["fine", "really"], "",
+                       api_name="/review")
+    assert "comment must be text (a string); got a list" in str(caught.value) and GENERIC not in str(caught.value)
+    assert count() == before

@@ -139,16 +139,22 @@ def test_cmyk_jpeg_becomes_rgb(tmp_path):
 
 
 @pytest.mark.parametrize("mode", ["RGBA", "LA"])
-def test_transparency_is_composited_on_black(tmp_path, mode):
-    rgba = np.full((10, 30, 4), 255, np.uint8)
+def test_alpha_is_dropped_keeping_the_stored_grey_levels(tmp_path, mode):
+    # An X-ray exported with a uniform alpha of 128: the models must see the grey levels it stores
+    # (mean 142), not those halved by compositing on black (71) or lifted by compositing on white.
+    rgba = np.full((10, 30, 4), 142, np.uint8)
     rgba[:, :10, 3] = 0    # transparent
-    rgba[:, 10:20, 3] = 128  # half
+    rgba[:, 10:, 3] = 128  # half
     path = tmp_path / "alpha.png"
     Image.fromarray(rgba, "RGBA").convert(mode).save(path)
     pixels = _assert_rgb(load_image(path), (30, 10))
-    assert pixels[:, :10].max() == 0
-    assert np.abs(pixels[:, 10:20].astype(int) - 128).max() <= 1
-    assert pixels[:, 20:].min() == 255
+    assert pixels.min() == pixels.max() == 142
+
+
+def test_premultiplied_alpha_is_undone_not_dropped_raw():
+    # In RGBa/La the stored value is grey x alpha: dropping the alpha band raw would darken it.
+    premultiplied = Image.new("RGBA", (4, 4), (142, 142, 142, 128)).convert("RGBa")
+    assert np.abs(np.asarray(load_image(premultiplied)).astype(int) - 142).max() <= 1
 
 
 def test_palette_png_keeps_its_colours_and_transparency(tmp_path):
@@ -158,8 +164,8 @@ def test_palette_png_keeps_its_colours_and_transparency(tmp_path):
     path = tmp_path / "palette.png"
     palette.save(path)
     assert np.array_equal(np.asarray(load_image(path))[0], [[255, 0, 0], [0, 255, 0], [0, 0, 255]])
-    palette.save(path, transparency=0)
-    assert np.array_equal(np.asarray(load_image(path))[0], [[0, 0, 0], [0, 255, 0], [0, 0, 255]])
+    palette.save(path, transparency=0)  # dropped, as an alpha channel is: the colour stays
+    assert np.array_equal(np.asarray(load_image(path))[0], [[255, 0, 0], [0, 255, 0], [0, 0, 255]])
 
 
 def test_exif_orientation_is_applied(tmp_path):

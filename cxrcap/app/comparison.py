@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import io
-import textwrap
 from dataclasses import dataclass, field
 
 from PIL import Image
@@ -18,6 +17,7 @@ from ..findings import FindingComparison, compare_findings
 from ..metrics import METRIC_LABELS, SENTENCE_KEYS, score
 from ..reviews import spreadsheet_safe
 from ..variants import VARIANTS
+from .slide import draw_slide
 
 MAX_GROUND_TRUTH_CHARS = 5_000  # a long figure caption is ~1,000; anything far beyond is not a caption
 SCORE_LABELS = {key: "BLEU*" if key == "bleu" else METRIC_LABELS[key] for key in SENTENCE_KEYS}  # * = smoothed, footnoted
@@ -111,41 +111,18 @@ class Comparison:
             text = result.caption if result.caption is not None else result.error or "unavailable"
             note = (" [untrained weights]" if result.untrained else "") + (" [int8]" if result.int8 else "")
             scores = outcome.scores or {}
-            detail = "   ".join(
+            detail = " · ".join(
                 f"{SCORE_LABELS[k]} {format_score(scores[k], 2)}" for k in ("bleu", "rougeL", "meteor", "finding_f1")
                 if k in scores
             )
             lines.append((VARIANTS[result.variant_id].label + note, text, detail))
         return lines
 
+    def slide_footer(self) -> str:
+        """The slide's last line: the disclaimer and how the captions were made."""
+        return ("Research demo: captions are suggestions, never clinical decisions. " + self.settings.describe()
+                + (". *BLEU is smoothed sentence BLEU." if self.ground_truth else "."))
+
     def to_slide(self, image: Image.Image, credit: str = "") -> Image.Image:
-        """The X-ray beside its ground truth and the four captions with scores: one slide."""
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        figure = plt.figure(figsize=(16, 9), dpi=100)
-        axes = figure.add_axes([0.02, 0.08, 0.36, 0.84])
-        axes.imshow(image, cmap="gray")
-        axes.axis("off")
-        if credit:
-            figure.text(0.02, 0.06, textwrap.fill(f"Image: {credit}", 70), fontsize=9, color="#444", va="top")
-        y = 0.93
-        for title, text, detail in self.slide_lines():
-            figure.text(0.41, y, title, fontsize=15, weight="bold", va="top")
-            body = textwrap.fill(text, 80, max_lines=4, placeholder=" ...")
-            figure.text(0.41, y - 0.04, body, fontsize=13, va="top")
-            if detail:
-                figure.text(0.41, y - 0.04 - 0.032 * (body.count("\n") + 1), detail, fontsize=11, color="#555", va="top")
-            y -= 0.17
-        figure.text(
-            0.02, 0.02, "Research demo: captions are suggestions, never clinical decisions. "
-            + self.settings.describe() + (". *BLEU is smoothed sentence BLEU." if self.ground_truth else "."),
-            fontsize=11, color="#a00",
-        )
-        buffer = io.BytesIO()
-        figure.savefig(buffer, format="png")
-        plt.close(figure)
-        buffer.seek(0)
-        return Image.open(buffer).convert("RGB")
+        """The X-ray beside its ground truth and every variant's caption with scores: one slide."""
+        return draw_slide(image, self.slide_lines(), f"Image: {credit}" if credit else "", self.slide_footer())

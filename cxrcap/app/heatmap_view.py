@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from ..captioner import CaptionResult, Captioner
+from ..captioner import CaptionResult, VariantUnavailable
 from ..heatmaps import (
     COLOUR_MAP,
     DEFAULT_METHOD,
@@ -32,6 +32,7 @@ from ..heatmaps import (
     overlay,
 )
 from ..variants import VARIANTS
+from . import zerogpu
 from .comparison import Comparison
 
 CACHE_ENTRIES = 64  # one per (image, variant, caption, method, weights): a few people's recent clicks
@@ -54,6 +55,8 @@ class HeatmapView:
         self._captioners_for = captioners_for  # int8 -> {variant id: Captioner}, as the service captions
         self._cache: OrderedDict[tuple, Heatmaps | str] = OrderedDict()
         self._lock = threading.Lock()
+        # On ZeroGPU this runs in a process lent a GPU for the call (only picklable values cross over).
+        self._compute = zerogpu.gpu(self._compute, zerogpu.heatmap_seconds)
 
     def maps_for(self, image: Image.Image, comparison: Comparison, method: str) -> dict[str, Heatmaps | str]:
         """Every variant of the comparison: its maps, or a sentence saying why there are none."""
@@ -68,7 +71,7 @@ class HeatmapView:
             with self._lock:
                 known = self._cache.get(key)
             if known is None:
-                known = self._compute(self._captioners_for(result.int8)[variant_id], image, result, method)
+                known = self._compute(variant_id, image, result, method)
                 with self._lock:
                     self._cache[key] = known
                     while len(self._cache) > CACHE_ENTRIES:
@@ -76,8 +79,11 @@ class HeatmapView:
             shown[variant_id] = known
         return shown
 
-    @staticmethod
-    def _compute(captioner: Captioner, image: Image.Image, result: CaptionResult, method: str) -> Heatmaps | str:
+    def _compute(self, variant_id: str, image: Image.Image, result: CaptionResult, method: str) -> Heatmaps | str:
+        try:
+            captioner = self._captioners_for(result.int8)[variant_id]
+        except VariantUnavailable as error:
+            return f"no heatmaps: {error}"
         maps = heatmaps_or_reason(captioner, image, result.caption, method, result.token_ids)
         return maps if isinstance(maps, Heatmaps) else f"no heatmaps: {maps}"
 

@@ -31,6 +31,9 @@ from ..wordnet import WordNetMissingError
 log = logging.getLogger(__name__)
 
 NO_IMAGE = "Upload a chest X-ray (PNG, JPEG or DICOM) or pick an example first."
+# The decoding settings the app offers (its sliders) and its API accepts: lowest, highest.
+BEAMS = (1, 8)
+NEW_TOKENS = (5, 100)
 
 
 class UserError(ValueError):
@@ -74,7 +77,7 @@ class CaptionService:
         self._example_digests: set[str] = set()
         self.examples_cached = threading.Event()  # set once every example has its rows (or will not get them)
         # On ZeroGPU this runs in a process lent a GPU for the call (only picklable values cross over).
-        self._caption_now = zerogpu.gpu(self._caption_now)
+        self._caption_now = zerogpu.gpu(self._caption_now, zerogpu.caption_seconds)
 
     @property
     def variant_ids(self) -> list[str]:
