@@ -17,7 +17,8 @@ from transformers import (AutoConfig, AutoProcessor, BlipForConditionalGeneratio
                           TrainerCallback)
 
 from cxrcap.captioner import Captioner, DecodeSettings
-from cxrcap.data import CHEST_XRAY_RULE, load_split
+from cxrcap.chest_filter import CHEST_XRAY_RULE
+from cxrcap.data import load_split
 from cxrcap.metrics import CORPUS_KEYS
 from cxrcap.preprocessing import describe, load_processor
 from cxrcap.variants import get_variant
