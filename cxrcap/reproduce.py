@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import data
+from .cli.data import split_report
 from .variants import VARIANTS, get_variant
 
 REPO_ROOT = Path(__file__).resolve().parents[1]  # where `python -m finetune` is found
@@ -121,7 +122,7 @@ def prepare_data(args: argparse.Namespace) -> dict:
         split = data.load_split(args.data, name, licence=args.licence, licences=args.licences)
         rows = split.dataset.cast_column("image", data.datasets.Image(decode=False)).to_list()
         splits[name] = Kept(split, [{**row, "image": row["image"]["path"]} for row in rows], [])
-        print("\n".join(data.split_report(split, roco=False)), flush=True)
+        print("\n".join(split_report(split, advice=False)), flush=True)
     later: set[str] = set()  # ids and image digests of the splits after this one (test first)
     for name in reversed(data.SPLITS):
         kept = splits[name]

@@ -10,6 +10,7 @@ import pytest
 
 from cxrcap import data, hub
 from cxrcap.__main__ import main
+from cxrcap.cli.data import split_report
 from hub_mirrors import KEPT, MirrorRow, choose, features, roco_rows, study_mirror, write_mirror, write_streamed_mirror
 
 
@@ -119,7 +120,7 @@ def test_a_source_not_in_parquet_is_streamed_once_keeping_the_chosen_images(kind
     else:  # the metadata streamed; of the image files, only the kept ones read
         metadata = (mirror / "train" / "metadata.jsonl").stat().st_size
         assert first.reading["bytes_read"] == metadata + sum(row.image.stat().st_size for row in kept)
-    assert any("streamed" in line for line in data.split_report(first, roco=False))
+    assert any("streamed" in line for line in split_report(first, advice=False))
 
     second = data.load_split(mirror, "train")
     assert second.reading["bytes_read"] == 0 and second.dataset["id"] == first.dataset["id"]
