@@ -10,7 +10,7 @@ for image datasets), in one of two layouts:
 - `no-page-index`: as `datasets` 2.x-3.x wrote (e.g. the eltorio copies, uploaded in 2024):
   pyarrow's writer with its defaults (no offset index, no content-defined chunking, dictionary).
 
-Then reads both splits through `cxrcap.data` twice and prints, per layout: the image column's pages
+Then reads both splits through `cxrcap.sources` twice and prints, per layout: the image column's pages
 (rows per data page; dictionary pages), rows, kept chest X-rays, the kept images' bytes, bytes read
 (text + image pages + footers and page indexes), the overhead beyond the kept images, and that
 overhead extrapolated to the hub copy's image bytes (the same fraction of ROCO-radiology's
@@ -98,15 +98,15 @@ def image_pages(path: Path) -> str:
 def measure(layout: str, roco: Path, images: Path, rows: int | None) -> None:
     with tempfile.TemporaryDirectory() as scratch:
         os.environ["CXRCAP_CACHE"] = str(Path(scratch) / "cache")
-        from cxrcap import data
+        from cxrcap import sources
 
         mirror = Path(scratch) / "ROCO-radiology"
         build_mirror(mirror, roco, images, layout, rows)
         files = sum(path.stat().st_size for path in (mirror / "data").iterdir())
         totals = {"rows": 0, "kept": 0, "kept_bytes": 0, "read": 0, "second_read": 0}
         for split in ("validation", "test"):
-            first = data.load_split(mirror, split)
-            second = data.load_split(mirror, split)
+            first = sources.load_split(mirror, split)
+            second = sources.load_split(mirror, split)
             totals["rows"] += first.rows_read
             totals["kept"] += first.kept
             totals["kept_bytes"] += first.reading["kept_image_bytes"]

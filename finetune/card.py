@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from cxrcap.captioner import DecodeSettings, pick_device, pick_dtype
 from cxrcap.chest_filter import CHEST_XRAY_RULE
-from cxrcap.data import describe_source
+from cxrcap.sources import describe_source
 from cxrcap.metrics import CORPUS_KEYS
 from cxrcap.variants import get_variant
 

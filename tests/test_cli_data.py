@@ -1,8 +1,10 @@
-"""`python -m cxrcap data` (cxrcap.cli.data) on the real ROCO captions in ../shared/data."""
+"""`python -m cxrcap data` (cxrcap.cli.data) on the real ROCO captions in ../shared/data and a local
+mirror of eltorio/ROCOv2-radiology (tests/hub_mirrors.py)."""
 
 import argparse
 import csv
 
+from cxrcap.__main__ import main
 from cxrcap.cli import data
 
 
@@ -39,3 +41,17 @@ def test_cli_absent_split_and_failed_write_leave_nothing_half_written(roco_dir, 
     assert cli(["--roco", str(roco_dir), "--split", "test", "--out", str(out)]) == 1
     assert "disk full" in capsys.readouterr().err
     assert out.read_text() == "previous\n" and [path.name for path in tmp_path.iterdir()] == ["kept.csv"]
+
+
+def test_data_cli_names_the_rule_and_counts_per_rule(rocov2_mirror, capsys):
+    assert main(["data", "--roco", str(rocov2_mirror), "--split", "validation"]) == 0
+    out = capsys.readouterr().out
+    assert f"local copy of a hub dataset at {rocov2_mirror}" in out
+    assert "rule: concept (CONCEPT_RULE); concept rule 2, caption rule" in out and "agreement" in out
+    assert "bytes:" in out and "stored in the cache" in out
+
+
+def test_unreachable_hub_id_is_a_clear_error(capsys):
+    assert main(["data", "--roco", "someone/not-here"]) == 1  # offline (HF_HUB_OFFLINE=1)
+    error = capsys.readouterr().err
+    assert error.startswith("error: someone/not-here: cannot resolve its data files") and "Traceback" not in error

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import datasets
 
-from ..data import (
+from ..sources import (
     DataError,
     SplitData,
     absent_splits,

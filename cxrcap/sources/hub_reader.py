@@ -8,7 +8,7 @@ whose split `datasets` infers from the README's `configs` or from the file names
 
 1. `HubSplit.text`: every column but the image (ids, captions, concepts), for every row:
    a few MB of a 13 GB dataset;
-2. the caller chooses rows from the text (`cxrcap.data`: the chest X-ray rules, licences);
+2. the caller chooses rows from the text (`cxrcap.sources`: the chest X-ray rules, licences);
 3. `HubSplit.images(rows)`: the image column's data pages that hold a chosen row, and no other
    (`cxrcap.parquet_pages`: of PLAIN uncompressed pages, as `datasets` >= 4 writes them, only the
    chosen images' bytes, the pages' headers and levels and the lengths before them; in shards
@@ -48,13 +48,13 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from . import parquet_pages
-from .cache import cache_root
+from .. import parquet_pages
+from ..cache import cache_root
 
 IMAGE_COLUMN = "image"
 # Chooses rows from a table of rows' text (all columns but the image) whose first row is row
 # `first_row` of the split: returns their positions in the table.
-Choose = Callable[[pa.Table, int], Iterable[int]]
+ChooseFromText = Callable[[pa.Table, int], Iterable[int]]
 FORMAT_VERSION = "1"  # bump when the cache's layout changes
 
 
@@ -192,7 +192,7 @@ def _first_line(error: Exception) -> str:
     return (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
 
 
-class HubSource:
+class HubReader:
     """One dataset's shards and its cache folder; the shard list is resolved once and kept."""
 
     def __init__(self, source: str | os.PathLike):
@@ -276,33 +276,33 @@ def _image_suffix(stored_path: str | None, data: bytes) -> str:
 class HubSplit:
     """One split: its rows' text from the cache (read once), its chosen images on demand."""
 
-    source: HubSource
+    reader: HubReader
     name: str
     reads: Reads = field(default_factory=Reads)  # what this object read from the source
 
     @property
     def _text_file(self) -> Path:
-        return self.source.folder / f"{self.name}.text.parquet"
+        return self.reader.folder / f"{self.name}.text.parquet"
 
     @property
     def _image_folder(self) -> Path:
-        return self.source.folder / "images" / self.name
+        return self.reader.folder / "images" / self.name
 
-    def read(self, choose: Choose, column: str = IMAGE_COLUMN) -> tuple[pa.Table, dict[int, Path | None]]:
+    def read(self, choose: ChooseFromText, column: str = IMAGE_COLUMN) -> tuple[pa.Table, dict[int, Path | None]]:
         """Every row's text (`text()`), and row -> the cached file of its image (None: no image) for
         the rows `choose` picks. A streamed source not read before is read in one pass."""
-        if self.source.streamed and not self._text_file.is_file():
+        if self.reader.streamed and not self._text_file.is_file():
             return self._stream(choose, column)
         text = self.text()
         return text, self.images(choose(text, 0), column)
 
     def text(self) -> pa.Table:
         """Every row's columns but the image, in shard order (row i of the split is row i here)."""
-        if not self._text_file.is_file() and self.source.streamed:
+        if not self._text_file.is_file() and self.reader.streamed:
             return self._stream(lambda text, first_row: [], None)[0]
         if not self._text_file.is_file():
             tables = []
-            for url in self.source.shards[self.name]:
+            for url in self.reader.shards[self.name]:
                 file, footer = _open(url, self.reads)
                 with file, _columns(file, footer) as parquet:
                     schema = parquet.schema_arrow
@@ -336,7 +336,7 @@ class HubSplit:
         return files
 
     def _fetch(self, rows: Sequence[int], column: str) -> dict[int, Path | None]:
-        if self.source.streamed:
+        if self.reader.streamed:
             wanted = set(rows)
             return self._stream(lambda text, first_row: [index for index in range(text.num_rows)
                                                          if first_row + index in wanted], column)[1]
@@ -349,24 +349,24 @@ class HubSplit:
             wanted[shard_of[row]].append(row)
         fetched: dict[int, Path | None] = {}
         for shard, shard_rows in sorted(wanted.items()):
-            file, footer = _open(self.source.shards[self.name][shard], self.reads)
+            file, footer = _open(self.reader.shards[self.name][shard], self.reads)
             with file:
                 try:
                     images = parquet_pages.read_rows(file.read_at, footer, column, [row - starts[shard] for row in shard_rows])
                 except KeyError:
-                    raise HubError(f"{self.source.source} ({self.name}): no {column!r} column in its parquet shards") from None
+                    raise HubError(f"{self.reader.source} ({self.name}): no {column!r} column in its parquet shards") from None
             fetched.update({row: self._store(row, images[row - starts[shard]]) for row in shard_rows})
         return fetched
 
-    def _stream(self, choose: Choose, column: str | None) -> tuple[pa.Table, dict[int, Path | None]]:
+    def _stream(self, choose: ChooseFromText, column: str | None) -> tuple[pa.Table, dict[int, Path | None]]:
         """One pass over the split with `datasets` streaming: every row's text (kept in the cache),
         and the images in `column` (None: the text only) of the rows `choose` picks, batch by batch,
         that are not cached yet."""
         import datasets
 
-        where = f"{self.source.source} ({self.name})"
+        where = f"{self.reader.source} ({self.name})"
         try:
-            stream = datasets.load_dataset(self.source.source, split=self.name, streaming=True)
+            stream = datasets.load_dataset(self.reader.source, split=self.name, streaming=True)
         except Exception as error:  # offline, or files `datasets` cannot read: one message for the user
             raise HubError(f"{where}: cannot stream it ({_first_line(error)})") from None
         features = stream.features or datasets.Features()
@@ -384,7 +384,7 @@ class HubSplit:
                 files[row] = cached[row] if row in cached else self._store(row, self._with_bytes(batch[column][index]))
             tables.append(text)
             first_row += text.num_rows
-        for url in self.source.shards[self.name]:  # streamed whole; image files only as rows name them
+        for url in self.reader.shards[self.name]:  # streamed whole; image files only as rows name them
             if Path(url).suffix.lower() not in IMAGE_SUFFIXES:
                 self.reads.add(url, 0, _size(url))
         text = pa.concat_tables(tables) if tables else text_features.arrow_schema.empty_table()
@@ -402,7 +402,7 @@ class HubSplit:
             with xopen(image["path"], "rb") as file:
                 data = file.read()
         except OSError as error:
-            raise HubError(f"{self.source.source} ({self.name}): cannot read the image {Path(image['path']).name} "
+            raise HubError(f"{self.reader.source} ({self.name}): cannot read the image {Path(image['path']).name} "
                            f"({_first_line(error)})") from None
         self.reads.add(image["path"], 0, len(data))
         return {"bytes": data, "path": image["path"]}
