@@ -9,11 +9,12 @@ whose split `datasets` infers from the README's `configs` or from the file names
 1. `HubSplit.text`: every column but the image (ids, captions, concepts), for every row:
    a few MB of a 13 GB dataset;
 2. the caller chooses rows from the text (`cxrcap.sources`: the chest X-ray rules, licences);
-3. `HubSplit.images(rows)`: the image column's data pages that hold a chosen row, and no other
-   (`cxrcap.parquet_pages`: of PLAIN uncompressed pages, as `datasets` >= 4 writes them, only the
-   chosen images' bytes, the pages' headers and levels and the lengths before them; in shards
-   without a page index, as `datasets` 2.x-3.x wrote them, the image column chunks of the row
-   groups that hold one), each image written once as its own file in the cache.
+3. `HubSplit.images(rows)`: the image column of the row groups that hold a chosen row, and of no
+   other (`read_rows`: `ParquetFile.read_row_group(g, columns=[...])`), each chosen image written
+   once as its own file in the cache. A row group is the smallest part pyarrow reads: files with a
+   page index (as `datasets` >= 4 writes them) would let a page-level reader skip the unchosen
+   images of a group, but the hub copies of ROCO (2024) have none; benchmarks/README.md says what
+   such a copy would save.
 
 A source whose files are not all parquet (image files with a metadata file, webdataset tars,
 arrow files) cannot be read by column: it is streamed (`datasets.load_dataset(..., streaming=True)`)
@@ -35,20 +36,21 @@ A streamed source counts the size of each file streamed, and of each image read 
 
 from __future__ import annotations
 
+import bisect
+import contextlib
 import hashlib
 import io
 import json
 import os
 import re
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .. import parquet_pages
 from ..cache import cache_root
 
 IMAGE_COLUMN = "image"
@@ -112,28 +114,47 @@ class CountingFile(io.RawIOBase):
         super().close()
 
 
-def _open(url: str, reads: Reads) -> tuple[CountingFile, bytes]:
-    """The shard as a counting file, and its footer (read exactly: pyarrow's own footer read takes
-    the last 64 KiB at a guess)."""
+@contextlib.contextmanager
+def open_shard(url: str, reads: Reads) -> Iterator[pq.ParquetFile]:
+    """A parquet shard (a local path or an `hf://` URL) read through a counting file: its footer
+    read exactly (pyarrow's own footer read takes the last 64 KiB at a guess), then, with no
+    buffering or pre-buffering, each column chunk pyarrow needs, exactly."""
     if "://" in url:
         import fsspec  # hf:// is huggingface_hub's HfFileSystem, registered with fsspec
 
         raw = fsspec.open(url, "rb", cache_type="none").open()  # no read-ahead: bytes read = bytes downloaded
     else:
         raw = open(url, "rb")
-    file = CountingFile(raw, url, reads)
-    try:
-        return file, parquet_pages.footer(file.read_at, file.seek(0, io.SEEK_END))
-    except ValueError as error:
-        file.close()
-        raise HubError(f"{url}: {error}") from None
+    with CountingFile(raw, url, reads) as file:
+        size = file.seek(0, io.SEEK_END)
+        tail = file.read_at(size - 8, 8) if size >= 12 else b""
+        length = int.from_bytes(tail[:4], "little")
+        if tail[4:] != b"PAR1" or length > size - 12:
+            raise HubError(f"{url}: not a parquet file (no PAR1 footer)")
+        footer = file.read_at(size - 8 - length, length) + tail
+        try:
+            metadata = pq.read_metadata(pa.BufferReader(footer))
+        except pa.ArrowException as error:
+            raise HubError(f"{url}: {error}") from None
+        yield pq.ParquetFile(file, metadata=metadata, buffer_size=0, pre_buffer=False)
 
 
-def _columns(file: CountingFile, footer: bytes) -> pq.ParquetFile:
-    """The shard for pyarrow's column projection; buffer_size=0 and no pre-buffering: pyarrow reads
-    each column chunk it needs, exactly."""
-    metadata = pq.read_metadata(pa.BufferReader(footer + len(footer).to_bytes(4, "little") + b"PAR1"))
-    return pq.ParquetFile(file, metadata=metadata, buffer_size=0, pre_buffer=False)
+def read_rows(shard: pq.ParquetFile, column: str, rows: Sequence[int]) -> dict[int, object]:
+    """Row (within the shard) -> the value of the top-level `column` there (as pyarrow's `to_pylist`
+    gives it), for `rows`, reading that column of only the row groups that hold one of them."""
+    starts = [0]  # the first row of each row group, and the end
+    for group in range(shard.metadata.num_row_groups):
+        starts.append(starts[-1] + shard.metadata.row_group(group).num_rows)
+    by_group: dict[int, list[int]] = defaultdict(list)
+    for row in sorted(set(rows)):
+        if not 0 <= row < starts[-1]:
+            raise IndexError(f"row {row} is not in the shard ({starts[-1]} rows)")
+        by_group[bisect.bisect_right(starts, row) - 1].append(row)
+    values = {}
+    for group, group_rows in by_group.items():
+        chunk = shard.read_row_group(group, columns=[column]).column(0)
+        values.update(zip(group_rows, chunk.take([row - starts[group] for row in group_rows]).to_pylist()))
+    return values
 
 
 def _slug(source: str) -> str:
@@ -303,8 +324,7 @@ class HubSplit:
         if not self._text_file.is_file():
             tables = []
             for url in self.reader.shards[self.name]:
-                file, footer = _open(url, self.reads)
-                with file, _columns(file, footer) as parquet:
+                with open_shard(url, self.reads) as parquet:
                     schema = parquet.schema_arrow
                     names = [name for name in schema.names if not _is_media(schema.field(name).type)]
                     tables.append(parquet.read(columns=names))
@@ -349,12 +369,10 @@ class HubSplit:
             wanted[shard_of[row]].append(row)
         fetched: dict[int, Path | None] = {}
         for shard, shard_rows in sorted(wanted.items()):
-            file, footer = _open(self.reader.shards[self.name][shard], self.reads)
-            with file:
-                try:
-                    images = parquet_pages.read_rows(file.read_at, footer, column, [row - starts[shard] for row in shard_rows])
-                except KeyError:
-                    raise HubError(f"{self.reader.source} ({self.name}): no {column!r} column in its parquet shards") from None
+            with open_shard(self.reader.shards[self.name][shard], self.reads) as parquet:
+                if column not in parquet.schema_arrow.names:
+                    raise HubError(f"{self.reader.source} ({self.name}): no {column!r} column in its parquet shards")
+                images = read_rows(parquet, column, [row - starts[shard] for row in shard_rows])
             fetched.update({row: self._store(row, images[row - starts[shard]]) for row in shard_rows})
         return fetched
 
