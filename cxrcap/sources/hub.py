@@ -33,7 +33,7 @@ from .base import (
     Source,
     pick_column,
 )
-from .hub_reader import IMAGE_COLUMN, HubError, HubReader, is_local_layout
+from .hub_reader import IMAGE_COLUMN, SHARD_COLUMN, HubError, HubReader, is_local_layout
 from .roco import ROCO_ID, figure_credit, read_licences
 
 NOT_THIS_FORMAT = "not a copy of a hub dataset (no parquet, arrow, webdataset .tar or .jsonl files)"
@@ -106,7 +106,7 @@ class HubDataset(Source):
               licences: dict[str, tuple[str, str]] | None) -> list[Row]:
         """The rows of `text` (a table of a hub split's rows but their images, from row `first_row` of
         the split on)."""
-        header = [name for name in text.column_names if name != "_shard"]
+        header = [name for name in text.column_names if name != SHARD_COLUMN]
         where = f"hub dataset {self.where} ({split})"
         caption_name = pick_column(where, header, caption_column, CAPTION_COLUMNS, "caption")
 

@@ -58,6 +58,7 @@ IMAGE_COLUMN = "image"
 # `first_row` of the split: returns their positions in the table.
 ChooseFromText = Callable[[pa.Table, int], Iterable[int]]
 FORMAT_VERSION = "1"  # bump when the cache's layout changes
+SHARD_COLUMN = "_shard"  # added to the text: the shard each row is in
 
 
 class HubError(ValueError):
@@ -329,7 +330,7 @@ class HubSplit:
                     names = [name for name in schema.names if not _is_media(schema.field(name).type)]
                     tables.append(parquet.read(columns=names))
             table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
-            table = table.append_column("_shard", pa.array(
+            table = table.append_column(SHARD_COLUMN, pa.array(
                 [index for index, part in enumerate(tables) for _ in range(part.num_rows)], pa.int32()))
             self._keep_text(table)
         return pq.read_table(self._text_file)
@@ -360,7 +361,7 @@ class HubSplit:
             wanted = set(rows)
             return self._stream(lambda text, first_row: [index for index in range(text.num_rows)
                                                          if first_row + index in wanted], column)[1]
-        shard_of = self.text().column("_shard").to_pylist()
+        shard_of = self.text().column(SHARD_COLUMN).to_pylist()
         starts = {}  # shard -> its first row's index in the split
         for index, shard in enumerate(shard_of):
             starts.setdefault(shard, index)
