@@ -25,7 +25,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from cxrcap.data import load_split  # noqa: E402
+from cxrcap.sources import load_split  # noqa: E402
 from cxrcap.tiny import tiny_sources  # noqa: E402
 from finetune.recipe import Recipe  # noqa: E402
 from cxrcap.captioner import quiet_library_logs  # noqa: E402

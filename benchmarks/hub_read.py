@@ -10,12 +10,14 @@ for image datasets), in one of two layouts:
 - `no-page-index`: as `datasets` 2.x-3.x wrote (e.g. the eltorio copies, uploaded in 2024):
   pyarrow's writer with its defaults (no offset index, no content-defined chunking, dictionary).
 
-Then reads both splits through `cxrcap.data` twice and prints, per layout: the image column's pages
-(rows per data page; dictionary pages), rows, kept chest X-rays, the kept images' bytes, bytes read
-(text + image pages + footers and page indexes), the overhead beyond the kept images, and that
-overhead extrapolated to the hub copy's image bytes (the same fraction of ROCO-radiology's
-13.4 GB, whose chest rows are spread through the shards as in ROCO's own order); and that the
-second read reads nothing.
+Then reads both splits through `cxrcap.sources` twice and prints, per layout: the image column's
+chunks (size per row group, page index or not, dictionary page), rows, kept chest X-rays, the kept
+images' bytes, bytes read (text + the image column of the row groups holding a kept row + footers),
+the overhead beyond the kept images, and that overhead extrapolated to the hub copy's image bytes
+(the same fraction of ROCO-radiology's 13.4 GB, whose chest rows are spread through the shards as
+in ROCO's own order); and that the second read reads nothing. Bytes are counted at the file object
+pyarrow reads through (`cxrcap.sources.hub_reader.CountingFile`), so they do not depend on the
+machine's load.
 
     python benchmarks/hub_read.py                                 # both layouts, all 16,359 rows
     python benchmarks/hub_read.py --layout page-index --rows 2000  # a smoke test
@@ -67,53 +69,41 @@ def build_mirror(folder: Path, roco: Path, images: Path, layout: str, rows: int 
                                use_content_defined_chunking=False)
 
 
-def image_pages(path: Path) -> str:
-    """The image bytes column's pages in one file, walked by their headers: rows per data page, and
-    the dictionary pages."""
+def image_chunks(path: Path) -> str:
+    """The image column's chunks in one file, from its footer: per row group their size, whether they
+    carry a page index (offset index), and the share of the dictionary page."""
     import pyarrow.parquet as pq
-    from fastparquet.cencoding import NumpyIO, from_buffer
 
     metadata = pq.ParquetFile(path).metadata
-    data_pages, dictionaries, dictionary_bytes = [], 0, 0
-    with open(path, "rb") as file:
-        for group in range(metadata.num_row_groups):
-            chunk = metadata.row_group(group).column(0)  # image.bytes
-            start = chunk.dictionary_page_offset or chunk.data_page_offset
-            file.seek(start)
-            stream = NumpyIO(file.read(chunk.total_compressed_size))
-            while stream.tell() < chunk.total_compressed_size:
-                header = from_buffer(stream, "PageHeader")
-                if header.dictionary_page_header is not None:
-                    dictionaries += 1
-                    dictionary_bytes += header.compressed_page_size
-                else:
-                    data_pages.append((header.data_page_header or header.data_page_header_v2).num_values)
-                stream.seek(header.compressed_page_size, 1)
-    text = f"{sum(data_pages) / len(data_pages):.1f} rows per data page ({len(data_pages)} pages)"
-    if dictionaries:
-        text += f", {dictionaries} dictionary pages of {dictionary_bytes / dictionaries / 1e6:.1f} MB on average"
-    return text
+    chunks = [metadata.row_group(group).column(0) for group in range(metadata.num_row_groups)]  # image.bytes
+    assert all(chunk.path_in_schema == "image.bytes" for chunk in chunks)
+    size = sum(chunk.total_compressed_size for chunk in chunks) / len(chunks)
+    dictionary = sum(chunk.data_page_offset - chunk.dictionary_page_offset
+                     for chunk in chunks if chunk.has_dictionary_page) / len(chunks)
+    return (f"image chunks of {size / 1e6:.1f} MB per row group, "
+            f"{'with' if all(chunk.has_offset_index for chunk in chunks) else 'without'} a page index, "
+            f"dictionary pages {dictionary / size:.0%} of them")
 
 
 def measure(layout: str, roco: Path, images: Path, rows: int | None) -> None:
     with tempfile.TemporaryDirectory() as scratch:
         os.environ["CXRCAP_CACHE"] = str(Path(scratch) / "cache")
-        from cxrcap import data
+        from cxrcap import sources
 
         mirror = Path(scratch) / "ROCO-radiology"
         build_mirror(mirror, roco, images, layout, rows)
         files = sum(path.stat().st_size for path in (mirror / "data").iterdir())
         totals = {"rows": 0, "kept": 0, "kept_bytes": 0, "read": 0, "second_read": 0}
         for split in ("validation", "test"):
-            first = data.load_split(mirror, split)
-            second = data.load_split(mirror, split)
+            first = sources.load_split(mirror, split)
+            second = sources.load_split(mirror, split)
             totals["rows"] += first.rows_read
             totals["kept"] += first.kept
             totals["kept_bytes"] += first.reading["kept_image_bytes"]
             totals["read"] += first.reading["bytes_read"]
             totals["second_read"] += second.reading["bytes_read"]
         overhead = totals["read"] - totals["kept_bytes"]
-        print(f"{layout}, row groups of {ROW_GROUP_ROWS}: {image_pages(next((mirror / 'data').iterdir()))} in one shard; "
+        print(f"{layout}, row groups of {ROW_GROUP_ROWS}: {image_chunks(next((mirror / 'data').iterdir()))} in one shard; "
               f"{totals['rows']:,} rows, {totals['kept']:,} kept; parquet files {files / 1e6:,.1f} MB; "
               f"read {totals['read'] / 1e6:,.1f} MB ({totals['read'] / files:.1%} of the files), "
               f"kept images {totals['kept_bytes'] / 1e6:,.1f} MB, overhead {overhead / 1e6:,.1f} MB; "

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from . import data, heatmaps, report, reproduce, reviews
+from . import heatmaps, report, reproduce, reviews
 from .captioner import (
     UNTRAINED_NOTE,
     CaptionResult,
@@ -16,6 +16,7 @@ from .captioner import (
     quiet_library_logs,
     stream_captions,
 )
+from .cli import data
 from .images import ImageError, load_image
 from .lineup import build_captioners
 from .variants import EXTRA_ID, VARIANT_IDS, VARIANTS, parse_variant_ids

@@ -1,6 +1,6 @@
 """Evaluate the variants on a split: predictions, a results table and figures.
 
-`python -m cxrcap report --data SOURCE` reads a split with `cxrcap.data`, captions every image
+`python -m cxrcap report --data SOURCE` reads a split with `cxrcap.sources`, captions every image
 with every variant in batches, and writes into `--out` (default `results/`):
 
 - `predictions.csv`  id, reference, one column per variant and per baseline: the table can be
@@ -46,7 +46,7 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from . import __version__, data, heatmaps, int8, metrics
+from . import __version__, heatmaps, int8, metrics, sources
 from .captioner import (
     UNTRAINED_NOTE,
     Captioner,
@@ -142,7 +142,7 @@ class BaselinePool:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of `python -m cxrcap report` (the decoding options are added by the CLI)."""
-    parser.add_argument("--data", required=True, help="what cxrcap.data reads: ROCO folder, image folder, hub id")
+    parser.add_argument("--data", required=True, help="what cxrcap.sources reads: ROCO folder, image folder, hub id")
     parser.add_argument("--split", default="test", help="split to evaluate (default test)")
     parser.add_argument("--limit", type=int, default=None, help="evaluate only the first N images of the split")
     parser.add_argument("--out", type=Path, default=Path("results"), help="output folder (default results/)")
@@ -186,7 +186,7 @@ def run(args: argparse.Namespace) -> int:
     captioners = build_captioners(parse_variant_ids(args.variants), tiny_random=args.tiny_random,
                                   quantize_int8=False if args.compare_int8 else None,  # int8 is compared with fp32
                                   extra_model=args.extra_model, extra_prompt=args.extra_prompt)
-    split = data.load_split(args.data, args.split)  # a DataError is a message for the user
+    split = sources.load_split(args.data, args.split)  # a DataError is a message for the user
     evaluation = read_evaluation_set(split, args.limit)
     if not evaluation.ids:
         raise ReportError(
@@ -318,7 +318,7 @@ def finding_word_overlays(
     return panels
 
 
-def read_evaluation_set(split: data.SplitData, limit: int | None) -> EvaluationSet:
+def read_evaluation_set(split: sources.SplitData, limit: int | None) -> EvaluationSet:
     """Read the split's images once (every variant captions the same decoded images).
 
     The images stay in memory (about 3 MB per 1024-px X-ray): use --limit for very large splits.
@@ -516,7 +516,7 @@ def _note_ignored_flags(
 # ---------------------------------------------------------------- baselines
 
 
-def baseline_pool(source: str, evaluated: data.SplitData) -> BaselinePool:
+def baseline_pool(source: str, evaluated: sources.SplitData) -> BaselinePool:
     """Captions the baselines draw from: train, else validation, else the evaluated split.
 
     Captions need no image, so rows whose image is missing count too.
@@ -524,8 +524,8 @@ def baseline_pool(source: str, evaluated: data.SplitData) -> BaselinePool:
     evaluated_ids = set(_all_ids(evaluated))
     for name in ("train", "validation"):
         try:
-            candidate = data.load_split(source, name) if name != evaluated.name else None
-        except data.DataError:  # the source has no such split
+            candidate = sources.load_split(source, name) if name != evaluated.name else None
+        except sources.DataError:  # the source has no such split
             continue
         if candidate is not None and set(_all_ids(candidate)) - evaluated_ids:
             return _pool(candidate, f"the {name} split")
@@ -536,11 +536,11 @@ def baseline_pool(source: str, evaluated: data.SplitData) -> BaselinePool:
     )
 
 
-def _all_ids(split: data.SplitData) -> list[str]:
+def _all_ids(split: sources.SplitData) -> list[str]:
     return list(split.dataset["id"]) + [row["id"] for row in split.missing_rows]
 
 
-def _pool(split: data.SplitData, where: str) -> BaselinePool:
+def _pool(split: sources.SplitData, where: str) -> BaselinePool:
     captions = list(split.dataset["caption"]) + [row["caption"] for row in split.missing_rows]
     return BaselinePool(captions, _all_ids(split), f"{len(captions)} captions of {where}")
 
@@ -619,7 +619,7 @@ def report_meta(
         "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "cxrcap_version": __version__,
         "data": args.data,
-        "data_description": data.describe_source(args.data),
+        "data_description": sources.describe_source(args.data),
         "split": args.split,
         "limit": args.limit,
         "n_images": len(evaluation.ids),

@@ -3,7 +3,7 @@
 The steps, each of which a rerun skips once its output is complete (so an interrupted run
 continues where it stopped; a fine-tune resumes from its last checkpoint):
 
-1. data: the train, validation and test splits of SOURCE through `cxrcap.data` (for a hub
+1. data: the train, validation and test splits of SOURCE through `cxrcap.sources` (for a hub
    dataset, only the text and the kept rows' images are read, into the cache), with the counts
    per chest X-ray rule and the licences; split hygiene: a validation row whose id or image
    (SHA-256) is also in test is dropped, and a train row also in validation or test. The kept
@@ -39,7 +39,10 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import data
+import datasets
+
+from . import sources
+from .cli.data import split_report
 from .variants import VARIANTS, get_variant
 
 REPO_ROOT = Path(__file__).resolve().parents[1]  # where `python -m finetune` is found
@@ -104,7 +107,7 @@ def _finished(folder: Path) -> bool:
 
 @dataclass
 class Kept:
-    split: data.SplitData
+    split: sources.SplitData
     rows: list[dict]  # id, caption, license, credit, image path: what goes to DIR/data
     removed: list[str]  # ids dropped by split hygiene
 
@@ -117,13 +120,13 @@ def _digest(path: str) -> str:
 def prepare_data(args: argparse.Namespace) -> dict:
     """Read the three splits, drop rows shared with a later split, write DIR/data and DIR/data.json."""
     splits = {}
-    for name in data.SPLITS:
-        split = data.load_split(args.data, name, licence=args.licence, licences=args.licences)
-        rows = split.dataset.cast_column("image", data.datasets.Image(decode=False)).to_list()
+    for name in sources.SPLITS:
+        split = sources.load_split(args.data, name, licence=args.licence, licences=args.licences)
+        rows = split.dataset.cast_column("image", datasets.Image(decode=False)).to_list()
         splits[name] = Kept(split, [{**row, "image": row["image"]["path"]} for row in rows], [])
-        print("\n".join(data.split_report(split, roco=False)), flush=True)
+        print("\n".join(split_report(split, advice=False)), flush=True)
     later: set[str] = set()  # ids and image digests of the splits after this one (test first)
-    for name in reversed(data.SPLITS):
+    for name in reversed(sources.SPLITS):
         kept = splits[name]
         keys = [(row["id"], _digest(row["image"])) for row in kept.rows]
         kept.removed = [row["id"] for row, (row_id, digest) in zip(kept.rows, keys) if {row_id, digest} & later]
@@ -138,7 +141,7 @@ def prepare_data(args: argparse.Namespace) -> dict:
                                  f"({kept.split.rows_read} rows read, {kept.split.kept} kept)")
     _write_image_folder(args.out / "data", splits)
     summary = {
-        "source": data.describe_source(args.data),
+        "source": sources.describe_source(args.data),
         "licence_filter": args.licence,
         "licences_file": str(args.licences) if args.licences else None,
         "splits": {name: _split_summary(kept) for name, kept in splits.items()},
@@ -160,7 +163,7 @@ def _split_summary(kept: Kept) -> dict:
 
 
 def _write_image_folder(folder: Path, splits: dict[str, Kept]) -> None:
-    """An image folder cxrcap.data reads (no filter: it holds the chosen rows); images linked, not copied."""
+    """An image folder cxrcap.sources reads (no filter: it holds the chosen rows); images linked, not copied."""
     if folder.exists():
         shutil.rmtree(folder)  # rebuilt from the cache each time: cheap, and never half old
     with_rows = [(name, row) for name, kept in splits.items() for row in kept.rows]
@@ -391,7 +394,7 @@ def run(args: argparse.Namespace) -> int:
     if args.push_to_hub:
         check_can_push(args.push_to_hub)
     _check_options(args)
-    print(f"== data: {data.describe_source(args.data)}", flush=True)
+    print(f"== data: {sources.describe_source(args.data)}", flush=True)
     summary = prepare_data(args)
     base_sources = {}
     if args.tiny_random:
@@ -418,6 +421,6 @@ def main(args: argparse.Namespace) -> int:
     """`python -m cxrcap reproduce`: a failed step is a message, not a traceback."""
     try:
         return run(args)
-    except (ReproduceError, data.DataError) as error:
+    except (ReproduceError, sources.DataError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cxrcap.captioner import DecodeSettings, pick_device, pick_dtype
-from cxrcap.data import CHEST_XRAY_RULE, describe_source
+from cxrcap.chest_filter import CHEST_XRAY_RULE
+from cxrcap.sources import describe_source
 from cxrcap.metrics import CORPUS_KEYS
 from cxrcap.variants import get_variant
 
@@ -157,7 +158,7 @@ def model_card(prepared: Prepared, evaluations: list[dict], best: dict | None, s
         for split in (prepared.train_split, prepared.eval_split)
     )
     if prepared.train_split.chest_filtered:
-        filter_text = f"Only chest X-rays were kept, by this rule of `cxrcap.data`:\n\n```text\n{CHEST_XRAY_RULE}\n```"
+        filter_text = f"Only chest X-rays were kept, by this rule of `cxrcap.chest_filter`:\n\n```text\n{CHEST_XRAY_RULE}\n```"
     else:
         why = "`--chest_only false`" if options.chest_only is False else "the default for an image folder"
         filter_text = f"No chest X-ray filter was applied ({why}): no image was left out for what its caption says."

@@ -1,6 +1,6 @@
 """Fine-tune a base captioner on captioned X-rays with Hugging Face `Trainer`; write an app-ready folder.
 
-`run(options, recipe)` does the whole job: read the splits through `cxrcap.data`, load the base
+`run(options, recipe)` does the whole job: read the splits through `cxrcap.sources`, load the base
 model, train with the recipe, evaluate each epoch (validation loss, and captions generated from
 the pixels alone scored with `cxrcap.metrics`), keep the best checkpoint by the recipe's
 `best_metric`, and write into `options.output_dir`: the model and processor in the hub layout,
@@ -34,7 +34,7 @@ from transformers.integrations import get_reporting_integration_callbacks
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
 
 from cxrcap.captioner import MODEL_CLASSES, pick_dtype
-from cxrcap.data import DataError, SplitData, check_split_overlap, describe_source, filters_chest_xrays, load_split
+from cxrcap.sources import DataError, SplitData, check_split_overlap, describe_source, filters_chest_xrays, load_split
 from cxrcap.metrics import corpus_scores, warm_up
 from cxrcap.preprocessing import describe, load_processor
 from cxrcap.variants import get_variant
@@ -69,7 +69,7 @@ class RunOptions:
     train_split: str = field(default="train", metadata={"help": "split to train on"})
     eval_split: str = field(default="validation", metadata={"help": "split to validate on each epoch"})
     chest_only: bool | None = field(
-        default=None, metadata={"help": "keep only chest X-rays (cxrcap.data's rule): true or false; if not given, "
+        default=None, metadata={"help": "keep only chest X-rays (cxrcap.chest_filter's rule): true or false; if not given, "
                                         "true for ROCO and hub datasets, false for image folders"}
     )
     image_column: str | None = field(default=None, metadata={"help": "CSV/hub column of image paths"})
@@ -292,7 +292,7 @@ class Prepared:
     identity: dict
     train_split: SplitData
     eval_split: SplitData
-    overlap: list[str]  # ids or identical images in both splits (cxrcap.data's check)
+    overlap: list[str]  # ids or identical images in both splits (cxrcap.sources' check)
     attention: str
     cache_seconds: float
     preprocessing: dict[str, str]  # what the processor does to an image (cxrcap.preprocessing.describe)

@@ -65,3 +65,20 @@ def app_url(tiny_sources, reviews_db, tmp_path_factory):
     env.pop("CXRCAP_EXAMPLES", None)
     with running_app(["--tiny-random"], env, tmp_path_factory.mktemp("app") / "app.log") as url:
         yield url
+
+
+@pytest.fixture(scope="module")
+def roco_mirror(tmp_path_factory, roco_dir, cxr_examples_dir):
+    """A local mirror of eltorio/ROCO-radiology (tests/hub_mirrors.py), one per test module: the hub
+    cache is shared, so a module's tests read splits of their own."""
+    from hub_mirrors import study_mirror
+
+    return study_mirror(tmp_path_factory.mktemp("ROCO-radiology"), roco_dir, cxr_examples_dir, concepts=False)
+
+
+@pytest.fixture(scope="module")
+def rocov2_mirror(tmp_path_factory, roco_dir, cxr_examples_dir):
+    """A local mirror of eltorio/ROCOv2-radiology (with its curated concepts), one per test module."""
+    from hub_mirrors import study_mirror
+
+    return study_mirror(tmp_path_factory.mktemp("ROCOv2-radiology"), roco_dir, cxr_examples_dir, concepts=True)

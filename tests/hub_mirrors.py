@@ -19,7 +19,7 @@ from pathlib import Path
 import datasets
 import pyarrow as pa
 
-from cxrcap.data import is_chest_xray, is_chest_xray_by_concepts
+from cxrcap.chest_filter import is_chest_xray, is_chest_xray_by_concepts
 
 ROWS_PER_GROUP = 2
 

@@ -17,7 +17,8 @@ from transformers import (AutoConfig, AutoProcessor, BlipForConditionalGeneratio
                           TrainerCallback)
 
 from cxrcap.captioner import Captioner, DecodeSettings
-from cxrcap.data import CHEST_XRAY_RULE, load_split
+from cxrcap.chest_filter import CHEST_XRAY_RULE
+from cxrcap.sources import load_split
 from cxrcap.metrics import CORPUS_KEYS
 from cxrcap.preprocessing import describe, load_processor
 from cxrcap.variants import get_variant
@@ -104,7 +105,7 @@ def test_recipe_defaults_are_the_seeds():
 
 
 def test_the_chest_filter_defaults_to_the_sources_default(roco_dir, cxr_examples_dir):
-    """As `cxrcap.data.load_split` (and `python -m cxrcap data`): ROCO and hub filtered, image folders not."""
+    """As `cxrcap.sources.load_split` (and `python -m cxrcap data`): ROCO and hub filtered, image folders not."""
     def filtered(data, *extra):
         options = parse(["--family", "git", "--data", str(data), *extra])[0]
         return load_split(options.data, "validation" if data == roco_dir else "train", chest_only=options.chest_only).chest_filtered

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from ..data import CHEST_XRAY_RULE
+from ..chest_filter import CHEST_XRAY_RULE
 from ..metrics import METRIC_IMPLEMENTATIONS, SENTENCE_BLEU_LABEL
 from ..preprocessing import (
     BACKEND,

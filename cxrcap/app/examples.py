@@ -1,6 +1,6 @@
 """The app's examples gallery: real X-rays with their captions and credit lines.
 
-Read from an image folder with a CSV (the same reader as the data, `data.load_split`):
+Read from an image folder with a CSV (the same reader as the data, `sources.load_split`):
 `$CXRCAP_EXAMPLES`, else `assets/examples/`: ten credited chest X-rays shipped with the
 repository (`tools/build_examples.py` makes them); a Space owner may point the variable at theirs.
 """
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import datasets
 
-from ..data import DataError, load_split
+from ..sources import DataError, load_split
 
 log = logging.getLogger(__name__)
 DEFAULT_FOLDER = Path(__file__).resolve().parents[2] / "assets" / "examples"

@@ -8,12 +8,13 @@ whose split `datasets` infers from the README's `configs` or from the file names
 
 1. `HubSplit.text`: every column but the image (ids, captions, concepts), for every row:
    a few MB of a 13 GB dataset;
-2. the caller chooses rows from the text (`cxrcap.data`: the chest X-ray rules, licences);
-3. `HubSplit.images(rows)`: the image column's data pages that hold a chosen row, and no other
-   (`cxrcap.parquet_pages`: of PLAIN uncompressed pages, as `datasets` >= 4 writes them, only the
-   chosen images' bytes, the pages' headers and levels and the lengths before them; in shards
-   without a page index, as `datasets` 2.x-3.x wrote them, the image column chunks of the row
-   groups that hold one), each image written once as its own file in the cache.
+2. the caller chooses rows from the text (`cxrcap.sources`: the chest X-ray rules, licences);
+3. `HubSplit.images(rows)`: the image column of the row groups that hold a chosen row, and of no
+   other (`read_rows`: `ParquetFile.read_row_group(g, columns=[...])`), each chosen image written
+   once as its own file in the cache. A row group is the smallest part pyarrow reads: files with a
+   page index (as `datasets` >= 4 writes them) would let a page-level reader skip the unchosen
+   images of a group, but the hub copies of ROCO (2024) have none; benchmarks/README.md says what
+   such a copy would save.
 
 A source whose files are not all parquet (image files with a metadata file, webdataset tars,
 arrow files) cannot be read by column: it is streamed (`datasets.load_dataset(..., streaming=True)`)
@@ -35,27 +36,29 @@ A streamed source counts the size of each file streamed, and of each image read 
 
 from __future__ import annotations
 
+import bisect
+import contextlib
 import hashlib
 import io
 import json
 import os
 import re
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from . import parquet_pages
-from .cache import cache_root
+from ..cache import cache_root
 
 IMAGE_COLUMN = "image"
 # Chooses rows from a table of rows' text (all columns but the image) whose first row is row
 # `first_row` of the split: returns their positions in the table.
-Choose = Callable[[pa.Table, int], Iterable[int]]
+ChooseFromText = Callable[[pa.Table, int], Iterable[int]]
 FORMAT_VERSION = "1"  # bump when the cache's layout changes
+SHARD_COLUMN = "_shard"  # added to the text: the shard each row is in
 
 
 class HubError(ValueError):
@@ -112,28 +115,47 @@ class CountingFile(io.RawIOBase):
         super().close()
 
 
-def _open(url: str, reads: Reads) -> tuple[CountingFile, bytes]:
-    """The shard as a counting file, and its footer (read exactly: pyarrow's own footer read takes
-    the last 64 KiB at a guess)."""
+@contextlib.contextmanager
+def open_shard(url: str, reads: Reads) -> Iterator[pq.ParquetFile]:
+    """A parquet shard (a local path or an `hf://` URL) read through a counting file: its footer
+    read exactly (pyarrow's own footer read takes the last 64 KiB at a guess), then, with no
+    buffering or pre-buffering, each column chunk pyarrow needs, exactly."""
     if "://" in url:
         import fsspec  # hf:// is huggingface_hub's HfFileSystem, registered with fsspec
 
         raw = fsspec.open(url, "rb", cache_type="none").open()  # no read-ahead: bytes read = bytes downloaded
     else:
         raw = open(url, "rb")
-    file = CountingFile(raw, url, reads)
-    try:
-        return file, parquet_pages.footer(file.read_at, file.seek(0, io.SEEK_END))
-    except ValueError as error:
-        file.close()
-        raise HubError(f"{url}: {error}") from None
+    with CountingFile(raw, url, reads) as file:
+        size = file.seek(0, io.SEEK_END)
+        tail = file.read_at(size - 8, 8) if size >= 12 else b""
+        length = int.from_bytes(tail[:4], "little")
+        if tail[4:] != b"PAR1" or length > size - 12:
+            raise HubError(f"{url}: not a parquet file (no PAR1 footer)")
+        footer = file.read_at(size - 8 - length, length) + tail
+        try:
+            metadata = pq.read_metadata(pa.BufferReader(footer))
+        except pa.ArrowException as error:
+            raise HubError(f"{url}: {error}") from None
+        yield pq.ParquetFile(file, metadata=metadata, buffer_size=0, pre_buffer=False)
 
 
-def _columns(file: CountingFile, footer: bytes) -> pq.ParquetFile:
-    """The shard for pyarrow's column projection; buffer_size=0 and no pre-buffering: pyarrow reads
-    each column chunk it needs, exactly."""
-    metadata = pq.read_metadata(pa.BufferReader(footer + len(footer).to_bytes(4, "little") + b"PAR1"))
-    return pq.ParquetFile(file, metadata=metadata, buffer_size=0, pre_buffer=False)
+def read_rows(shard: pq.ParquetFile, column: str, rows: Sequence[int]) -> dict[int, object]:
+    """Row (within the shard) -> the value of the top-level `column` there (as pyarrow's `to_pylist`
+    gives it), for `rows`, reading that column of only the row groups that hold one of them."""
+    starts = [0]  # the first row of each row group, and the end
+    for group in range(shard.metadata.num_row_groups):
+        starts.append(starts[-1] + shard.metadata.row_group(group).num_rows)
+    by_group: dict[int, list[int]] = defaultdict(list)
+    for row in sorted(set(rows)):
+        if not 0 <= row < starts[-1]:
+            raise IndexError(f"row {row} is not in the shard ({starts[-1]} rows)")
+        by_group[bisect.bisect_right(starts, row) - 1].append(row)
+    values = {}
+    for group, group_rows in by_group.items():
+        chunk = shard.read_row_group(group, columns=[column]).column(0)
+        values.update(zip(group_rows, chunk.take([row - starts[group] for row in group_rows]).to_pylist()))
+    return values
 
 
 def _slug(source: str) -> str:
@@ -192,7 +214,7 @@ def _first_line(error: Exception) -> str:
     return (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
 
 
-class HubSource:
+class HubReader:
     """One dataset's shards and its cache folder; the shard list is resolved once and kept."""
 
     def __init__(self, source: str | os.PathLike):
@@ -276,40 +298,39 @@ def _image_suffix(stored_path: str | None, data: bytes) -> str:
 class HubSplit:
     """One split: its rows' text from the cache (read once), its chosen images on demand."""
 
-    source: HubSource
+    reader: HubReader
     name: str
     reads: Reads = field(default_factory=Reads)  # what this object read from the source
 
     @property
     def _text_file(self) -> Path:
-        return self.source.folder / f"{self.name}.text.parquet"
+        return self.reader.folder / f"{self.name}.text.parquet"
 
     @property
     def _image_folder(self) -> Path:
-        return self.source.folder / "images" / self.name
+        return self.reader.folder / "images" / self.name
 
-    def read(self, choose: Choose, column: str = IMAGE_COLUMN) -> tuple[pa.Table, dict[int, Path | None]]:
+    def read(self, choose: ChooseFromText, column: str = IMAGE_COLUMN) -> tuple[pa.Table, dict[int, Path | None]]:
         """Every row's text (`text()`), and row -> the cached file of its image (None: no image) for
         the rows `choose` picks. A streamed source not read before is read in one pass."""
-        if self.source.streamed and not self._text_file.is_file():
+        if self.reader.streamed and not self._text_file.is_file():
             return self._stream(choose, column)
         text = self.text()
         return text, self.images(choose(text, 0), column)
 
     def text(self) -> pa.Table:
         """Every row's columns but the image, in shard order (row i of the split is row i here)."""
-        if not self._text_file.is_file() and self.source.streamed:
+        if not self._text_file.is_file() and self.reader.streamed:
             return self._stream(lambda text, first_row: [], None)[0]
         if not self._text_file.is_file():
             tables = []
-            for url in self.source.shards[self.name]:
-                file, footer = _open(url, self.reads)
-                with file, _columns(file, footer) as parquet:
+            for url in self.reader.shards[self.name]:
+                with open_shard(url, self.reads) as parquet:
                     schema = parquet.schema_arrow
                     names = [name for name in schema.names if not _is_media(schema.field(name).type)]
                     tables.append(parquet.read(columns=names))
             table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
-            table = table.append_column("_shard", pa.array(
+            table = table.append_column(SHARD_COLUMN, pa.array(
                 [index for index, part in enumerate(tables) for _ in range(part.num_rows)], pa.int32()))
             self._keep_text(table)
         return pq.read_table(self._text_file)
@@ -336,11 +357,11 @@ class HubSplit:
         return files
 
     def _fetch(self, rows: Sequence[int], column: str) -> dict[int, Path | None]:
-        if self.source.streamed:
+        if self.reader.streamed:
             wanted = set(rows)
             return self._stream(lambda text, first_row: [index for index in range(text.num_rows)
                                                          if first_row + index in wanted], column)[1]
-        shard_of = self.text().column("_shard").to_pylist()
+        shard_of = self.text().column(SHARD_COLUMN).to_pylist()
         starts = {}  # shard -> its first row's index in the split
         for index, shard in enumerate(shard_of):
             starts.setdefault(shard, index)
@@ -349,24 +370,22 @@ class HubSplit:
             wanted[shard_of[row]].append(row)
         fetched: dict[int, Path | None] = {}
         for shard, shard_rows in sorted(wanted.items()):
-            file, footer = _open(self.source.shards[self.name][shard], self.reads)
-            with file:
-                try:
-                    images = parquet_pages.read_rows(file.read_at, footer, column, [row - starts[shard] for row in shard_rows])
-                except KeyError:
-                    raise HubError(f"{self.source.source} ({self.name}): no {column!r} column in its parquet shards") from None
+            with open_shard(self.reader.shards[self.name][shard], self.reads) as parquet:
+                if column not in parquet.schema_arrow.names:
+                    raise HubError(f"{self.reader.source} ({self.name}): no {column!r} column in its parquet shards")
+                images = read_rows(parquet, column, [row - starts[shard] for row in shard_rows])
             fetched.update({row: self._store(row, images[row - starts[shard]]) for row in shard_rows})
         return fetched
 
-    def _stream(self, choose: Choose, column: str | None) -> tuple[pa.Table, dict[int, Path | None]]:
+    def _stream(self, choose: ChooseFromText, column: str | None) -> tuple[pa.Table, dict[int, Path | None]]:
         """One pass over the split with `datasets` streaming: every row's text (kept in the cache),
         and the images in `column` (None: the text only) of the rows `choose` picks, batch by batch,
         that are not cached yet."""
         import datasets
 
-        where = f"{self.source.source} ({self.name})"
+        where = f"{self.reader.source} ({self.name})"
         try:
-            stream = datasets.load_dataset(self.source.source, split=self.name, streaming=True)
+            stream = datasets.load_dataset(self.reader.source, split=self.name, streaming=True)
         except Exception as error:  # offline, or files `datasets` cannot read: one message for the user
             raise HubError(f"{where}: cannot stream it ({_first_line(error)})") from None
         features = stream.features or datasets.Features()
@@ -384,7 +403,7 @@ class HubSplit:
                 files[row] = cached[row] if row in cached else self._store(row, self._with_bytes(batch[column][index]))
             tables.append(text)
             first_row += text.num_rows
-        for url in self.source.shards[self.name]:  # streamed whole; image files only as rows name them
+        for url in self.reader.shards[self.name]:  # streamed whole; image files only as rows name them
             if Path(url).suffix.lower() not in IMAGE_SUFFIXES:
                 self.reads.add(url, 0, _size(url))
         text = pa.concat_tables(tables) if tables else text_features.arrow_schema.empty_table()
@@ -402,7 +421,7 @@ class HubSplit:
             with xopen(image["path"], "rb") as file:
                 data = file.read()
         except OSError as error:
-            raise HubError(f"{self.source.source} ({self.name}): cannot read the image {Path(image['path']).name} "
+            raise HubError(f"{self.reader.source} ({self.name}): cannot read the image {Path(image['path']).name} "
                            f"({_first_line(error)})") from None
         self.reads.add(image["path"], 0, len(data))
         return {"bytes": data, "path": image["path"]}

@@ -1,0 +1,155 @@
+"""`python -m cxrcap data`: read a source's splits, print per split what was kept and why (rule,
+licences, missing images, bytes read), any overlap between splits; `--out` writes the kept rows."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import datasets
+
+from ..sources import (
+    DataError,
+    SplitData,
+    absent_splits,
+    available_splits,
+    check_split_overlap,
+    describe_source,
+    load_split,
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--roco", required=True, metavar="SOURCE",
+                        help="a ROCO checkout (repository root or its data/ folder), an image folder "
+                             "with a CSV, or a Hugging Face hub dataset id")
+    parser.add_argument("--split", metavar="NAMES",
+                        help="comma-separated splits, e.g. train,validation,test (default: those present)")
+    parser.add_argument("--out", type=Path, metavar="FILE.csv",
+                        help="write the kept rows (id, split, caption, license, credit, image path or "
+                             "empty when missing) to this CSV")
+    parser.add_argument("--chest-only", action=argparse.BooleanOptionalAction, default=None,
+                        help="apply the chest X-ray filter (default: yes for ROCO and hub datasets, "
+                             "no for image folders)")
+    parser.add_argument("--image-column", help="the CSV/hub column holding image paths")
+    parser.add_argument("--caption-column", help="the CSV/hub column holding captions")
+    parser.add_argument("--licence", metavar="NAMES",
+                        help='keep only rows with one of these licences, e.g. "CC BY" or "CC BY,CC BY-SA,CC0"')
+    parser.add_argument("--licences", type=Path, metavar="FILE",
+                        help="ROCO's licences.txt (or a ROCO checkout): licences of a hub copy of ROCO, by ROCO id")
+
+
+def split_report(split: SplitData, advice: bool = True) -> list[str]:
+    """The lines `data` prints for a split; `advice`: with the source's advice on getting missing images."""
+    found = len(split.dataset)
+    lines = [f"{split.name}: {split.rows_read} rows read, {split.kept} kept"
+             f"{' as chest X-rays' if split.kept != split.rows_read else ''}; "
+             f"images: {found} found, {len(split.missing_images)} missing"]
+    if split.missing_images:
+        shown = ", ".join(split.missing_images[:5]) + (", ..." if len(split.missing_images) > 5 else "")
+        lines.append(f"  missing images: {shown}" + (" (--out lists them all)" if len(split.missing_images) > 5 else ""))
+        if advice and split.missing_images_advice:
+            lines.append(f"  {split.missing_images_advice}")
+    licences = ", ".join(f"{name} {count}" for name, count in split.licences.most_common())
+    lines.append(f"  licences: {licences or 'none kept'}")
+    if split.licence_dropped:
+        lines.append(f"  licence filter: {split.licence_dropped} chest X-rays left out")
+    lines += rule_report(split)
+    if split.reading is not None:
+        reading = split.reading
+        lines.append(f"  bytes: {reading['bytes_read']:,} read from the source now (0: all from the cache), "
+                     f"{reading['bytes_stored']:,} stored in the cache ({reading['kept_image_bytes']:,} of them "
+                     "the kept images)")
+        if reading["streamed"] and reading["bytes_read"]:
+            lines.append("  streamed: not parquet, so read in one pass, every data file whole "
+                         "(image files that rows name by path only when chosen)")
+    return lines
+
+
+def rule_report(split: SplitData) -> list[str]:
+    """Which chest X-ray rule was applied, and how many rows each rule keeps among the rows read."""
+    if split.rule == "none":
+        return ["  rule: none (no chest X-ray filter)"]
+    counts = split.rule_counts
+    if "concept" not in counts:
+        return [f"  rule: caption (CHEST_XRAY_RULE): {counts['caption']} of {split.rows_read} rows"]
+    either = counts["concept"] + counts["caption"] - counts["both"]
+    agreement = (split.rows_read - either + counts["both"]) / split.rows_read if split.rows_read else 1.0
+    return [f"  rule: {split.rule} ({'CONCEPT_RULE' if split.rule == 'concept' else 'CHEST_XRAY_RULE'}); "
+            f"concept rule {counts['concept']}, caption rule {counts['caption']}, both {counts['both']} "
+            f"of {split.rows_read} rows (agreement {agreement:.1%}, Jaccard "
+            f"{counts['both'] / either if either else 1.0:.2f})"]
+
+
+def _write_csv_atomically(path: Path, splits: Sequence[SplitData]) -> int:
+    """Write the kept rows to `path` through a temporary file, so a failure leaves nothing half-written."""
+    if not path.parent.is_dir():
+        raise DataError(f"{path}: its folder {path.parent} does not exist")
+    handle = tempfile.NamedTemporaryFile("w", newline="", encoding="utf-8", dir=path.parent,
+                                         prefix=f".{path.name}.", suffix=".tmp", delete=False)
+    count = 0
+    try:
+        with handle:
+            writer = csv.writer(handle)
+            writer.writerow(["id", "split", "caption", "license", "credit", "image"])
+            for split in splits:
+                files = split.dataset.cast_column("image", datasets.Image(decode=False))
+                for row in files:
+                    writer.writerow([row["id"], split.name, row["caption"], row["license"], row["credit"],
+                                     row["image"]["path"] or "(embedded in the dataset)"])
+                    count += 1
+                for row in split.missing_rows:
+                    writer.writerow([row["id"], split.name, row["caption"], row["license"], row["credit"], ""])
+                    count += 1
+        os.replace(handle.name, path)
+    except BaseException:
+        os.unlink(handle.name)
+        raise
+    return count
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print each split's counts (and any overlap between splits); 0 when every split was read."""
+    try:
+        print(describe_source(args.roco))
+        names = [name.strip() for name in args.split.split(",") if name.strip()] if args.split \
+            else available_splits(args.roco)
+    except DataError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    if not names:
+        print("error: no splits to read", file=sys.stderr)
+        return 1
+    if not args.split:
+        for name, why in absent_splits(args.roco).items():
+            print(f"{name}: absent ({why}); reading {', '.join(names)}")
+    loaded, failed = [], False
+    for name in names:
+        try:
+            split = load_split(args.roco, name, chest_only=args.chest_only, image_column=args.image_column,
+                               caption_column=args.caption_column, licence=args.licence, licences=args.licences)
+        except DataError as error:
+            print(f"error: {error}", file=sys.stderr)
+            failed = True
+            continue
+        loaded.append(split)
+        print("\n".join(split_report(split)))
+    overlap = check_split_overlap(loaded)
+    print("\n".join(f"overlap: {line}" for line in overlap) if overlap
+          else "overlap: no id or identical image in two splits")
+    if args.out is not None:
+        if failed:
+            print(f"not writing {args.out}: some splits could not be read", file=sys.stderr)
+        else:
+            try:
+                count = _write_csv_atomically(args.out, loaded)
+            except (DataError, OSError) as error:
+                print(f"error: {args.out} not written: {error}", file=sys.stderr)
+                return 1
+            print(f"wrote {count} kept rows to {args.out}")
+    return 1 if failed or overlap else 0
