@@ -103,8 +103,9 @@ class ReviewDesk:
             truth_findings=truth_findings, caption_findings=caption_findings,
         )  # fmt: skip
 
-    def submit(self, target: ReviewTarget | None, answers: dict[str, Answer], reviewer: str, role: str) -> str:
-        """Store the rated cards' reviews of one image in one go; returns the confirmation (HTML)."""
+    def check(self, target: ReviewTarget | None, answers: dict[str, Answer]) -> dict[str, Answer]:
+        """What a submission would store (the rated cards' answers); raises `UserError` saying what
+        to fix when the form is not ready."""
         if target is None:
             raise UserError("Caption an X-ray first; then its captions can be reviewed.")
         if target.submitted:
@@ -116,6 +117,11 @@ class ReviewDesk:
         rated = {vid: answer for vid, answer in answers.items() if answer.rating and vid in target.captions}
         if not rated:
             raise UserError("Rate at least one caption (correct, partly correct or wrong) before submitting.")
+        return rated
+
+    def submit(self, target: ReviewTarget | None, answers: dict[str, Answer], reviewer: str, role: str) -> str:
+        """Store the rated cards' reviews of one image in one go; returns the confirmation (HTML)."""
+        rated = self.check(target, answers)
         checked, notices = [], []
         try:
             for variant_id, answer in rated.items():
@@ -223,9 +229,12 @@ class ReviewForm:
                 self.submit_button = gr.Button("Submit reviews", variant="primary", elem_id="submit-reviews")
                 self.clear_button = gr.Button("Clear ratings")
             self.status = gr.HTML(elem_id="review-status")
-        self.submit_button.click(self._submit, {self.target, self.reviewer, self.role, *self._inputs()},
-                                 [self.target, self.status, self.submit_button, self.clear_button, *self._inputs()],
-                                 api_visibility="private")  # fmt: skip
+        # A form that is not ready is said by a step with no outputs: an error in the step that
+        # updates the boxes would cover each of them with an "Error" badge that takes the pointer.
+        form = {self.target, self.reviewer, self.role, *self._inputs()}
+        self.submit_button.click(self._check, form, None, api_visibility="private").success(
+            self._submit, form, [self.target, self.status, self.submit_button, self.clear_button, *self._inputs()],
+            api_visibility="private")  # fmt: skip
         self.clear_button.click(self._clear, None, self._inputs(), api_visibility="private")
 
     def _card(self, variant_id: str) -> _CardInputs:
@@ -272,15 +281,23 @@ class ReviewForm:
         return [update for _ in self.cards for update in
                 (gr.Radio(value=None), gr.CheckboxGroup(value=[]), gr.CheckboxGroup(value=[]), gr.Textbox(value=""))]  # fmt: skip
 
-    def _submit(self, values: dict, profile: gr.OAuthProfile | None = None):
-        answers = {
+    def _answers(self, values: dict) -> dict[str, Answer]:
+        return {
             vid: Answer(values[card.rating], tuple(values[card.missed] or ()), tuple(values[card.invented] or ()),
                         values[card.comment] or "")
             for vid, card in self.cards.items()
         }  # fmt: skip
+
+    def _check(self, values: dict) -> None:
+        try:
+            self.desk.check(values[self.target], self._answers(values))
+        except UserError as error:
+            raise gr.Error(str(error), print_exception=False) from None
+
+    def _submit(self, values: dict, profile: gr.OAuthProfile | None = None):
         reviewer = profile.username if profile is not None else values[self.reviewer]  # a Space's login wins
         try:
-            confirmation = self.desk.submit(values[self.target], answers, reviewer, values[self.role])
+            confirmation = self.desk.submit(values[self.target], self._answers(values), reviewer, values[self.role])
         except UserError as error:
             raise gr.Error(str(error), print_exception=False) from None
         locked = [gr.update(interactive=False) for _ in self._inputs()]
