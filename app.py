@@ -46,6 +46,9 @@ QUEUE_SIZE = 16  # waiting requests beyond this are turned away instead of pilin
 # request can wait in a full queue, since identical uploads share one file (see scratch.py).
 KEEP_FILES_SECONDS = 600
 SWEEP_SECONDS = 60
+# In the browser, on a gallery click: the example's captions follow those still coming, if any.
+SAY_THE_EXAMPLE_WAITS = """() => [...document.querySelectorAll('#cards .cx-waiting')].some(b => b.textContent === 'working...')
+    ? 'Loading the example you picked: it follows the captions in progress.' : 'Loading the example you picked...'"""
 
 
 def parse_args() -> argparse.Namespace:
@@ -120,13 +123,15 @@ def build_demo(service: CaptionService, examples: list[Example], results_dir: Pa
         return new_image(image, ground_truth, digest=file_sha256(path))
 
     @shows_user_errors
-    def on_example(num_beams, max_new_tokens, int8, prompt, event: gr.SelectData):
+    def on_example(gallery: gr.Gallery, num_beams, max_new_tokens, int8, prompt, event: gr.SelectData):
         # One event shows the example and its captions (no second round trip): a cached example
-        # answers at once. The preview shows the file itself: nothing to re-encode.
-        example = examples[event.index]
+        # answers at once. The preview shows the file itself: nothing to re-encode. The example is
+        # the gallery's own selection: a click deferred while another example captions is re-sent
+        # by Gradio with the first click's event data.
+        example = examples[event.index if gallery.selected_index is None else gallery.selected_index]
         image = service.receive_upload(example.path)
         shown = (example.path, image, example.caption, f"Example credit: {example.credit}", example.credit, True,
-                 file_sha256(example.path), None, "")  # no export of the previous image, no rejected upload
+                 file_sha256(example.path), None, "", "")  # no export of the previous image, no rejected upload
         for captions in on_caption(image, example.caption, num_beams, max_new_tokens, int8, prompt):
             yield *shown, *captions
 
@@ -178,6 +183,7 @@ def build_demo(service: CaptionService, examples: list[Example], results_dir: Pa
             if examples:
                 gallery = gr.Gallery([(e.path, e.caption) for e in examples], label="Examples: click one to caption it",
                                      columns=10, height=260, allow_preview=False)
+                examples_status = gr.Markdown(elem_id="examples-status")  # says that a clicked example waits
                 gr.Markdown("Real chest X-rays shared under their licences; each image's licence and source show when chosen.")
             else:
                 gallery = None
@@ -204,9 +210,13 @@ def build_demo(service: CaptionService, examples: list[Example], results_dir: Pa
                 on_caption, caption_inputs, caption_outputs, api_visibility="private"),
         ]
         if gallery is not None:
-            captioned.append(gallery.select(on_example, [num_beams, max_new_tokens, int8, prompt],
-                                            [*image_outputs, exported, problem_state, *caption_outputs],
-                                            api_visibility="private"))
+            # A click while an example still captions runs once that one is done (only the last of
+            # several; Gradio's default for a select, "once", would drop it): in the browser, at
+            # once, the page says so. This listener comes first: Gradio runs a click's listeners in turn.
+            gallery.select(None, None, [examples_status], js=SAY_THE_EXAMPLE_WAITS, trigger_mode="multiple", queue=False)
+            captioned.append(gallery.select(on_example, [gallery, num_beams, max_new_tokens, int8, prompt],
+                                            [*image_outputs, exported, problem_state, examples_status, *caption_outputs],
+                                            api_visibility="private", trigger_mode="always_last"))
         review_form.close_on([upload.upload, run.click])  # a gallery example's (cached) captions replace it at once
         review_form.follow(captioned, comparison_state, image_digest)
         for event in captioned:

@@ -139,6 +139,51 @@ def test_a_cached_example_fills_four_cards_with_scores_within_0_3_s(browser, app
     page.close()
 
 
+def set_decoding(page, beams: int, tokens: int) -> None:
+    page.get_by_text("Decoding settings").click()
+    for label, value in (("Beams (1 = greedy)", beams), ("Longest caption (tokens)", tokens)):
+        box = page.get_by_label(f"number input for {label}")
+        box.fill(str(value))
+        box.press("Enter")
+
+
+# Whether the page ever said, after the next click, that the example picked is on its way.
+SAYS_IT_WAITS = """() => ({said: new Promise(resolve => {
+    new MutationObserver((_, observer) => {
+        if (document.querySelector('#examples-status')?.innerText.includes('example you picked')) {
+            observer.disconnect(); resolve(true); }
+    }).observe(document.body, {childList: true, subtree: true, characterData: true});
+})})"""
+
+
+def test_an_example_clicked_while_another_captions_is_shown_not_dropped(browser, app_url):
+    """Beams 8 and 100 tokens (nothing cached): a second example clicked while the first one's
+    captions are still coming shows, with its own ground truth and scores; meanwhile the page
+    says that it is on its way."""
+    from cxrcap.app.examples import DEFAULT_FOLDER, load_examples
+
+    examples = load_examples(DEFAULT_FOLDER)
+    page = browser.new_page(viewport={"width": 1366, "height": 900})
+    page.goto(app_url)
+    thumbnails = page.locator("button.thumbnail-item")
+    expect(thumbnails).to_have_count(len(examples), timeout=30_000)
+    set_decoding(page, beams=8, tokens=100)
+    truth = page.get_by_label("Ground-truth caption")
+    thumbnails.nth(0).click()
+    expect(truth).to_have_value(examples[0].caption, timeout=30_000)
+    expect(page.locator("#cards .cx-waiting", has_text="working").first).to_be_visible()  # still captioning
+    waits = page.evaluate_handle(SAYS_IT_WAITS)
+    thumbnails.nth(8).click()
+    expect(truth).to_have_value(examples[8].caption, timeout=60_000)
+    expect(page.get_by_text(f"Example credit: {examples[8].credit}").first).to_be_visible()
+    expect(page.locator("#cards .cx-truth .cx-caption")).to_have_text(examples[8].caption)
+    expect(page.locator("#cards .cx-scores")).to_have_count(4, timeout=60_000)
+    assert page.evaluate("waits => waits.said", waits)
+    expect(page.locator("#examples-status")).to_have_text("")  # said no longer once it is shown
+    page.screenshot(path=str(SCREENSHOTS / "second-example.png"), full_page=True)
+    page.close()
+
+
 def cards_state(page) -> dict:
     return page.evaluate("""() => ({
         empty: document.querySelectorAll('#cards .cx-empty').length,
