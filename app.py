@@ -109,9 +109,13 @@ def build_demo(service: CaptionService, examples: list[Example], results_dir: Pa
     def show(comparison: Comparison | None) -> str:
         return render_cards(service.variant_ids, comparison)
 
+    def captions_shown(comparison: Comparison | None) -> tuple:
+        """For `caption_outputs`: the cards, the rows, the comparison, and no heatmap words of other captions."""
+        return show(comparison), comparison.rows() if comparison else None, comparison, *heatmaps.reset()
+
     def new_image(image, ground_truth, problem="", digest=None):
         """An upload, accepted or not (None and why): nothing of the previous image stays."""
-        return image, image, ground_truth, "", "", False, digest, show(None), None, None, None, problem
+        return image, image, ground_truth, "", "", False, digest, *captions_shown(None), None, problem
 
     def on_upload(path, ground_truth, showing_example):
         if showing_example:  # the box holds the previous gallery example's caption, not this image's
@@ -140,7 +144,7 @@ def build_demo(service: CaptionService, examples: list[Example], results_dir: Pa
         for comparison, notice in service.compare(image, ground_truth, num_beams, max_new_tokens, int8, prompt):
             if notice:
                 gr.Warning(notice)
-            yield show(comparison), comparison.rows(), comparison
+            yield captions_shown(comparison)
 
     with gr.Blocks(title="cxrcap: chest X-ray captions side by side", fill_width=True,
                    delete_cache=(SWEEP_SECONDS, KEEP_FILES_SECONDS)) as demo:
@@ -196,7 +200,7 @@ def build_demo(service: CaptionService, examples: list[Example], results_dir: Pa
             gr.Markdown(about_markdown(asdict(Recipe())))
 
         caption_inputs = [image_state, ground_truth, num_beams, max_new_tokens, int8, prompt]
-        caption_outputs = [cards, raw, comparison_state]
+        caption_outputs = [cards, raw, comparison_state, *heatmaps.reset_outputs]
         # An upload, accepted or not, replaces everything shown for the previous image; a rejection
         # is then said by a step with no outputs, so that no box wears an "Error" badge for it.
         image_outputs = [preview, image_state, ground_truth, credit, credit_state, showing_example, image_digest]

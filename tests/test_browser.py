@@ -289,3 +289,61 @@ def test_clicking_a_word_overlays_its_heatmap(browser, app_url, cxr_image):
     page.locator("#heatmap-overlay").scroll_into_view_if_needed()
     page.screenshot(path=str(SCREENSHOTS / "heatmap-1366.png"), full_page=True)
     page.close()
+
+
+def words_of(page, variant_id: str) -> list[str]:
+    return page.locator(f"#words-{variant_id} label").all_inner_texts()
+
+
+def drag_the_opacity_slider(page, start: float, end: float) -> None:
+    slider = page.get_by_label("range slider for Overlay opacity")
+    slider.scroll_into_view_if_needed()
+    box = slider.bounding_box()
+    page.mouse.move(box["x"] + box["width"] * start, box["y"] + box["height"] / 2)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * end, box["y"] + box["height"] / 2, steps=5)
+    page.mouse.up()
+
+
+def test_a_new_image_replaces_the_words_and_the_picked_word_of_the_previous_one(browser, app_url, cxr_image,
+                                                                                cxr_examples_dir):
+    """A word picked, then another X-ray uploaded with slow settings and the opacity slider moved
+    while it captions: the old words and map go at once, nothing fails, and the new captions'
+    words follow."""
+    other = next(path for path in sorted((cxr_examples_dir / "images").glob("*.jpg")) if path.name != cxr_image.name)
+    page = browser.new_page(viewport={"width": 1366, "height": 900})
+    page.goto(app_url)
+    page.locator("input[type=file]").first.set_input_files(str(cxr_image))
+    expect(page.locator("#cards .cx-caption")).to_have_count(4, timeout=60_000)
+    page.locator("#show-heatmaps input[type=checkbox]").check()
+    expect(page.locator("#words-git-base label").first).to_be_visible(timeout=120_000)
+    old_words = words_of(page, "git-base")
+    page.locator("#words-blip-base-ft label").last.click()
+    expect(page.locator("#heatmap-overlay img")).to_have_count(1, timeout=60_000)
+
+    set_decoding(page, beams=8, tokens=100)
+    page.locator("#upload").get_by_label("Clear").click()
+    page.locator("#upload input[type=file]").set_input_files(str(other))
+    expect(page.locator("#cards .cx-waiting", has_text="working").first).to_be_visible(timeout=30_000)
+    for variant_id in ("git-base", "blip-base-ft"):
+        expect(page.locator(f"#words-{variant_id} label")).to_have_count(0)  # not the old image's words
+    expect(page.locator("#heatmap-overlay img")).to_have_count(0)
+    drag_the_opacity_slider(page, 0.2, 0.8)
+    expect(page.locator("#cards .cx-scores, #cards .cx-caption")).to_have_count(4, timeout=60_000)
+    expect(page.locator("#cards .cx-waiting", has_text="working")).to_have_count(0, timeout=60_000)
+    expect(page.locator("#words-git-base label").first).to_be_visible(timeout=120_000)
+    new_words = words_of(page, "git-base")
+    caption = page.locator("#cards .cx-card[data-variant='git-base'] .cx-caption").inner_text().lower()
+    assert new_words != old_words and all(word.lower() in caption for word in new_words), (new_words, caption)
+    drag_the_opacity_slider(page, 0.8, 0.6)
+    page.wait_for_timeout(1_000)
+    assert page.locator(".toast-body").count() == 0, page.locator(".toast-body").all_inner_texts()
+    page.locator("#words-git-base label").first.click()
+    overlay = page.locator("#heatmap-overlay img")
+    expect(overlay).to_have_count(1, timeout=60_000)
+    drawn = overlay.get_attribute("src")
+    drag_the_opacity_slider(page, 0.6, 0.3)  # the drags above did reach the app: here one redraws
+    expect(overlay).not_to_have_attribute("src", drawn, timeout=60_000)
+    page.locator("#heatmaps").scroll_into_view_if_needed()
+    page.screenshot(path=str(SCREENSHOTS / "heatmap-new-image.png"), full_page=True)
+    page.close()

@@ -42,10 +42,12 @@ LEGEND = "0 = not relevant ... 1 = this word's most relevant patch"
 
 @dataclass(frozen=True)
 class Pick:
-    """The word whose map is on show: a variant and the index of the word in its caption."""
+    """The word whose map is on show: a variant, the index of the word in its caption, and that
+    caption (a word picked in other captions than those on show is not drawn)."""
 
     variant_id: str
     word_index: int
+    caption: str
 
 
 class HeatmapView:
@@ -169,12 +171,16 @@ class HeatmapPanel:
                 self.others = gr.Gallery(label="The same word, other variants that said it", columns=3, height=520,
                                          object_fit="contain", elem_id="heatmap-others")
         self.pick = gr.State(None)
+        self.listed = gr.State({})  # variant -> the caption whose words its list shows
+        # What belongs to one set of captions: replaced together, by `reset` when new captions start.
+        self.reset_outputs = [*self.pickers, self.picture, self.others, self.pick, self.listed]
         self.refresh_inputs = [self.show, image_state, comparison_state, self.method]
-        self.refresh_outputs = [self.panel, *self.pickers, self.picture, self.others, self.pick]
+        self.refresh_outputs = [self.panel, *self.reset_outputs]
         for control in (self.show, self.method):
             control.change(self.refresh, self.refresh_inputs, self.refresh_outputs, api_visibility="private")
         for variant_id, picker in zip(self.variant_ids, self.pickers):
-            picker.select(self._on_pick(variant_id), [picker, image_state, comparison_state, self.method, self.opacity],
+            picker.select(self._on_pick(variant_id),
+                          [picker, self.listed, image_state, comparison_state, self.method, self.opacity],
                           [*self.pickers, self.picture, self.others, self.pick], api_visibility="private")
         self.opacity.release(self.redraw, [self.pick, image_state, comparison_state, self.method, self.opacity],
                              [self.picture, self.others], api_visibility="private")
@@ -185,21 +191,29 @@ class HeatmapPanel:
 
         cleared = [None, [], None]
         if not show:
-            return gr.update(visible=False), *[gr.update() for _ in self.pickers], *cleared
+            return gr.update(visible=False), *[gr.update() for _ in self.pickers], *cleared, {}
         all_maps = self.view.maps_for(image, comparison, method) if image is not None and comparison else {}
         updates = []
         for variant_id in self.variant_ids:
             maps = all_maps.get(variant_id, "caption an X-ray first")
             reason = maps if isinstance(maps, str) else None
             updates.append(gr.update(choices=word_choices(maps), value=None, info=reason))
-        return gr.update(visible=True), *updates, *cleared
+        listed = {vid: comparison.outcomes[vid].result.caption for vid, maps in all_maps.items()
+                  if isinstance(maps, Heatmaps)}  # fmt: skip
+        return gr.update(visible=True), *updates, *cleared, listed
+
+    def reset(self) -> list:
+        """For `reset_outputs` when new captions start: no word lists, no word picked, no map."""
+        import gradio as gr
+
+        return [*(gr.update(choices=[], value=None, info=None) for _ in self.pickers), None, [], None, {}]
 
     def _on_pick(self, variant_id: str):
-        def on_pick(word_index, image, comparison, method, opacity):
+        def on_pick(word_index, listed, image, comparison, method, opacity):
             import gradio as gr
 
-            pick = Pick(variant_id, int(word_index))
-            shown, others = self._pictures(pick, image, comparison, method, opacity)
+            pick = Pick(variant_id, int(word_index), listed[variant_id]) if variant_id in listed else None
+            shown, others = self.redraw(pick, image, comparison, method, opacity)
             cleared = [gr.update() if vid == variant_id else gr.update(value=None) for vid in self.variant_ids]
             return *cleared, shown, others, pick
 
@@ -211,6 +225,9 @@ class HeatmapPanel:
         return self._pictures(pick, image, comparison, method, opacity)
 
     def _pictures(self, pick: Pick, image, comparison, method, opacity):
+        outcome = comparison.outcomes.get(pick.variant_id)
+        if outcome is None or outcome.result.caption != pick.caption:
+            return None, []  # picked in other captions (the previous image's, or new ones coming in)
         all_maps = self.view.maps_for(image, comparison, method)
         maps = all_maps[pick.variant_id]
         if isinstance(maps, str):
