@@ -163,7 +163,8 @@ def build_demo(service: CaptionService, examples: list[Example], results_dir: Pa
                 with gr.Column(scale=1, min_width=300, elem_id="caption-inputs"):
                     upload = xray_upload(label="Chest X-ray (PNG, JPEG or DICOM)", file_types=["image", *DICOM_SUFFIXES],
                                          elem_id="upload")
-                    preview = gr.Image(label="X-ray", type="pil", interactive=False, height=320, elem_id="preview")
+                    preview = gr.Image(label="X-ray", type="pil", interactive=False, height=320, elem_id="preview",
+                                       alt_text="The chest X-ray being captioned")
                     ground_truth = gr.Textbox(label="Ground-truth caption (optional: enables the scores)", lines=3)
                     credit = gr.Markdown()
                     with gr.Accordion("Decoding settings", open=False):

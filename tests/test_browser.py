@@ -286,6 +286,11 @@ def test_clicking_a_word_overlays_its_heatmap(browser, app_url, cxr_image):
     first_word.click()
     expect(page.locator("#heatmap-overlay img")).to_have_count(1, timeout=60_000)
     expect(page.get_by_text("not evidence of a finding").first).to_be_visible()
+    # What the pictures show is said in words too, for a screen reader.
+    word = first_word.inner_text()
+    expect(page.locator("#heatmap-overlay img")).to_have_attribute(
+        "alt", re.compile(rf'"{re.escape(word)}" - GIT base - gradient-weighted relevance'))
+    expect(page.locator("#preview img")).to_have_attribute("alt", re.compile("chest X-ray"))
     page.locator("#heatmap-overlay").scroll_into_view_if_needed()
     page.screenshot(path=str(SCREENSHOTS / "heatmap-1366.png"), full_page=True)
     page.close()

@@ -6,7 +6,8 @@ import pytest
 from PIL import Image
 
 from cxrcap.app.comparison import Comparison
-from cxrcap.app.heatmap_view import HeatmapPanel, HeatmapView, Pick, picture, same_word_pictures, word_choices
+from cxrcap.app.heatmap_view import (HeatmapPanel, HeatmapView, Pick, legend_font, picture, same_word_pictures,
+                                     word_choices)  # fmt: skip
 from cxrcap.captioner import CaptionResult, Captioner, DecodeSettings
 from cxrcap.heatmaps import DISCLAIMER, Heatmaps
 from cxrcap.images import load_image
@@ -97,3 +98,10 @@ def test_a_word_picked_in_the_previous_captions_is_ignored_not_drawn_on_the_new_
     listed = panel.refresh(True, other, same_length, "relevance")[-1]  # the new captions' words are listed
     *_, shown, others, pick = panel._on_pick("git-base")("2", listed, other, same_length, "relevance", 0.5)
     assert pick == Pick("git-base", 2, "right apical pneumothorax") and shown is not None
+
+
+@pytest.mark.parametrize("glyph", ["μ", "β", "→", "≥", "×", "Δ"])
+def test_the_legend_font_draws_the_letters_captions_use(glyph):
+    font = legend_font(20)
+    missing = font.getmask("\U000F0000")  # a private-use code point: drawn as the missing-glyph box
+    assert bytes(font.getmask(glyph)) != bytes(missing)

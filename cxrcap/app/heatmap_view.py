@@ -16,6 +16,7 @@ import textwrap
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -92,15 +93,23 @@ def word_choices(maps: Heatmaps | str) -> list[tuple[str, str]]:
     return [] if isinstance(maps, str) else [(word, str(i)) for i, word in enumerate(maps.words)]
 
 
+def describe(maps: Heatmaps, word_index: int) -> str:
+    """Which map a picture shows: the word, the variant and the method."""
+    return f'"{maps.words[word_index]}" - {VARIANTS[maps.variant_id].label} - {METHOD_LABELS[maps.method]}'
+
+
+def alt_text(maps: Heatmaps, word_index: int) -> str:
+    """The picture in words, for a screen reader (what is drawn into it, but for the colours)."""
+    return f"Heatmap over the chest X-ray of the word {describe(maps, word_index)}. {LEGEND}. {DISCLAIMER}"
+
+
 def picture(image: Image.Image, maps: Heatmaps, word_index: int, opacity: float) -> Image.Image:
     """The X-ray under one word's map, with the word, the variant, the method, the colour scale
     and the disclaimer drawn below it."""
     shown = image.convert("RGB")
     shown.thumbnail((SHOWN_SIZE, SHOWN_SIZE))
     blended = overlay(shown, maps.word_maps[word_index], maps.geometry, opacity)
-    label = VARIANTS[maps.variant_id].label
-    lines = [f'"{maps.words[word_index]}" - {label} - {METHOD_LABELS[maps.method]}', DISCLAIMER]
-    return _with_legend(blended, lines)
+    return _with_legend(blended, [describe(maps, word_index), DISCLAIMER])
 
 
 def same_word_pictures(
@@ -119,8 +128,21 @@ def same_word_pictures(
     return pictures
 
 
-def _font(size: int) -> ImageFont.ImageFont:
-    return ImageFont.load_default(size=size)
+def legend_font(size: int) -> ImageFont.FreeTypeFont:
+    """DejaVu Sans, which matplotlib ships: Pillow's default font has no Greek letters or arrows,
+    which captions use ("μ", "β", "→"), and would draw each as a box."""
+    import matplotlib
+
+    return ImageFont.truetype(str(Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"), size)
+
+
+def _wrap(line: str, font: ImageFont.FreeTypeFont, width: float) -> list[str]:
+    """The line in parts that each fit the width as drawn (a word too long for it is split)."""
+    for chars in range(max(1, int(width // font.getlength("n"))), 0, -1):
+        parts = textwrap.wrap(line, chars)
+        if all(font.getlength(part) <= width for part in parts):
+            break
+    return parts
 
 
 def _with_legend(blended: Image.Image, lines: list[str]) -> Image.Image:
@@ -128,9 +150,9 @@ def _with_legend(blended: Image.Image, lines: list[str]) -> Image.Image:
     from matplotlib import colormaps
 
     width, height = blended.size
-    font = _font(20)
-    lines = [part for line in lines for part in textwrap.wrap(line, max(20, width // 11))]
+    font = legend_font(20)
     bar_height, line_height, margin = 18, 26, 10
+    lines = [part for line in lines for part in _wrap(line, font, width - 2 * margin)]
     strip = Image.new("RGB", (width, margin * 3 + bar_height + line_height * (len(lines) + 1)), "white")
     draw = ImageDraw.Draw(strip)
     ramp = (colormaps[COLOUR_MAP](np.linspace(0, 1, width - 2 * margin))[:, :3] * 255).astype(np.uint8)
@@ -232,7 +254,10 @@ class HeatmapPanel:
         maps = all_maps[pick.variant_id]
         if isinstance(maps, str):
             return None, []
-        return picture(image, maps, pick.word_index, opacity), same_word_pictures(image, all_maps, pick, opacity)
+        import gradio as gr
+
+        shown = gr.Image(picture(image, maps, pick.word_index, opacity), alt_text=alt_text(maps, pick.word_index))
+        return shown, same_word_pictures(image, all_maps, pick, opacity)
 
     def after(self, event) -> None:
         """Once a caption event has finished: the new captions' words (nothing when heatmaps are off)."""
