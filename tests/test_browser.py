@@ -352,3 +352,63 @@ def test_a_new_image_replaces_the_words_and_the_picked_word_of_the_previous_one(
     page.locator("#heatmaps").scroll_into_view_if_needed()
     page.screenshot(path=str(SCREENSHOTS / "heatmap-new-image.png"), full_page=True)
     page.close()
+
+
+# Every visible text on the page: its colour (with the opacity of it and its ancestors) over the
+# colour behind it (the ancestors' backgrounds, composited), and the WCAG contrast ratio of the two.
+CONTRASTS = """() => {
+    const rgba = css => {  // rgb(a) in 0-255, or color(srgb ...) in 0-1 (what color-mix computes to)
+        const v = css.match(/[\\d.]+/g).map(Number), scale = css.startsWith('color(srgb') ? 255 : 1;
+        return [v[0] * scale, v[1] * scale, v[2] * scale, v.length > 3 ? v[3] : 1];
+    };
+    const over = (top, below) => [0, 1, 2].map(i => top[i] * top[3] + below[i] * (1 - top[3])).concat([1]);
+    const luminance = c => { const [r, g, b] = c.slice(0, 3).map(x => { x /= 255;
+        return x <= 0.03928 ? x / 12.92 : ((x + 0.055) / 1.055) ** 2.4; }); return 0.2126 * r + 0.7152 * g + 0.0722 * b; };
+    const behind = element => {
+        const layers = [];
+        for (let e = element; e; e = e.parentElement) {
+            const colour = rgba(getComputedStyle(e).backgroundColor);
+            if (colour[3] > 0) { layers.push(colour); if (colour[3] === 1) break; }
+        }
+        return layers.reverse().reduce((below, layer) => over(layer, below), [255, 255, 255, 1]);
+    };
+    const opacity = element => { let o = 1; for (let e = element; e; e = e.parentElement) o *= Number(getComputedStyle(e).opacity); return o; };
+    const found = new Map();
+    const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+    while (walker.nextNode()) {
+        const element = walker.currentNode.parentElement;
+        if (!walker.currentNode.textContent.trim() || found.has(element)) continue;
+        const box = element.getBoundingClientRect(), style = getComputedStyle(element);
+        if (!box.width || !box.height || style.visibility === 'hidden') continue;
+        const background = behind(element), colour = rgba(style.color);
+        const text = over([...colour.slice(0, 3), colour[3] * opacity(element)], background);
+        const [light, dark] = [luminance(text), luminance(background)].sort((a, b) => b - a);
+        const size = parseFloat(style.fontSize), large = size >= 24 || (size >= 18.66 && Number(style.fontWeight) >= 700);
+        found.set(element, {text: walker.currentNode.textContent.trim().slice(0, 60), ratio: (light + 0.05) / (dark + 0.05),
+                            needed: large ? 3 : 4.5, colour: style.color, background: `rgb(${background.slice(0, 3).map(Math.round)})`});
+    }
+    return [...found.values()];
+}"""
+
+
+@pytest.mark.parametrize("theme", ["light", "dark"])
+def test_every_text_on_the_caption_tab_meets_wcag_aa_contrast(browser, app_url, theme):
+    """With the captions of an example, the review form and the heatmap words on show: every
+    visible text against what is behind it, at least 4.5:1 (3:1 for large text)."""
+    page = browser.new_page(viewport={"width": 1366, "height": 900})
+    page.goto(f"{app_url}?__theme={theme}")
+    thumbnails = page.locator("button.thumbnail-item")
+    expect(thumbnails.first).to_be_visible(timeout=30_000)
+    thumbnails.first.click()
+    expect(page.locator("#cards .cx-scores")).to_have_count(4, timeout=60_000)
+    expect(page.locator("#review-git-base").first).to_be_visible(timeout=30_000)
+    page.locator("#show-heatmaps input[type=checkbox]").check()
+    expect(page.locator("#words-git-base label").first).to_be_visible(timeout=120_000)
+    texts = page.evaluate(CONTRASTS)
+    page.screenshot(path=str(SCREENSHOTS / f"contrast-{theme}.png"), full_page=True)
+    said = " ".join(text["text"] for text in texts)
+    for named in ("Optional. Stored exactly as typed", "Where each word of a caption looks", "no chest findings", "in both"):
+        assert named in said  # the texts the issue names, and the cards' own, were among those checked
+    low = [f"{t['text']!r}: {t['ratio']:.2f} ({t['colour']} on {t['background']})" for t in texts if t["ratio"] < t["needed"]]
+    assert low == []
+    page.close()
