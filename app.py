@@ -166,7 +166,7 @@ def build_demo(service: CaptionService, examples: list[Example], results_dir: Pa
                     preview = gr.Image(label="X-ray", type="pil", interactive=False, height=320, elem_id="preview",
                                        alt_text="The chest X-ray being captioned")
                     ground_truth = gr.Textbox(label="Ground-truth caption (optional: enables the scores)", lines=3)
-                    credit = gr.Markdown()
+                    credit = gr.Markdown(elem_id="credit")
                     with gr.Accordion("Decoding settings", open=False):
                         num_beams = gr.Slider(1, 8, value=1, step=1, label="Beams (1 = greedy)")
                         max_new_tokens = gr.Slider(5, 100, value=30, step=1, label="Longest caption (tokens)")
@@ -187,13 +187,15 @@ def build_demo(service: CaptionService, examples: list[Example], results_dir: Pa
                         raw = gr.JSON(label="Rows")
             if examples:
                 gallery = gr.Gallery([(e.path, e.caption) for e in examples], label="Examples: click one to caption it",
-                                     columns=10, height=260, allow_preview=False)
+                                     columns=10, height=260, allow_preview=False, elem_id="examples")
                 examples_status = gr.Markdown(elem_id="examples-status")  # says that a clicked example waits
-                gr.Markdown("Real chest X-rays shared under their licences; each image's licence and source show when chosen.")
+                gr.Markdown("Real chest X-rays shared under their licences; each image's licence and source show when chosen.",
+                            elem_id="examples-note")
             else:
                 gallery = None
                 gr.Markdown("No examples: put X-rays with a CSV of captions in `assets/examples/`, or point "
-                            "`CXRCAP_EXAMPLES` at such a folder (see README); if there is one, the app's log says why it was not used.")
+                            "`CXRCAP_EXAMPLES` at such a folder (see README); if there is one, the app's log says why it was not used.",
+                            elem_id="examples-note")
         with gr.Tab("Results"):
             results_tab(results_dir)
             review_form.results_section()

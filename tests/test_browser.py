@@ -250,6 +250,29 @@ def test_on_a_phone_the_cards_follow_the_preview(browser, app_url, cxr_image):
     page.close()
 
 
+def test_on_a_phone_the_examples_are_on_the_first_screen_and_a_tap_shows_its_x_ray_below_them(browser, app_url):
+    from cxrcap.app.examples import DEFAULT_FOLDER, load_examples
+
+    examples = load_examples(DEFAULT_FOLDER)
+    page = browser.new_page(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+    page.goto(app_url)
+    thumbnails = page.locator("button.thumbnail-item")
+    expect(thumbnails.first).to_be_visible(timeout=30_000)
+    assert thumbnails.first.bounding_box()["y"] + thumbnails.first.bounding_box()["height"] < 844  # no scrolling to find them
+    thumbnails.first.tap()
+    expect(page.get_by_text(f"Example credit: {examples[0].credit}").first).to_be_visible(timeout=30_000)
+    expect(page.locator("#cards .cx-scores")).to_have_count(4, timeout=60_000)
+    tapped, preview, cards = (page.locator(selector).first.bounding_box() for selector in
+                              ("button.thumbnail-item", "#preview img", "#cards .cx-card"))  # fmt: skip
+    page.screenshot(path=str(SCREENSHOTS / "phone-example-tapped.png"))
+    page.screenshot(path=str(SCREENSHOTS / "phone-example-tapped-full.png"), full_page=True)
+    # The tapped example's X-ray shows right below the examples, within the screen; its credit and
+    # captions next.
+    assert 0 < preview["y"] - (tapped["y"] + tapped["height"]) < 200 and preview["y"] + 100 < 844, (tapped, preview)
+    assert 0 < cards["y"] - (preview["y"] + preview["height"]) < 200, (preview, cards)
+    page.close()
+
+
 @pytest.mark.parametrize("width, height", [(1366, 900), (1920, 1080)])
 def test_card_titles_are_drawn_in_one_font(browser, app_url, cxr_image, width, height):
     page = browser.new_page(viewport={"width": width, "height": height}, device_scale_factor=2)

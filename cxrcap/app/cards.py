@@ -50,15 +50,20 @@ CSS = """
 .cx-note {font-size: 0.8rem; color: color-mix(in srgb, currentColor 75%, transparent); margin-top: 6px;}
 .cx-full summary {cursor: pointer; font-size: 0.85rem; margin-top: 4px;}
 .cx-full-text {font-size: 0.9rem; line-height: 1.35; margin-top: 4px; overflow-wrap: anywhere; white-space: pre-wrap;}
-/* Phones: the captions follow the preview, before the ground truth and the settings. The input
-   column's boxes join the row's own flow so that the cards' column can sit between them. */
+/* Phones: the examples follow the upload box (two ways to start, both on the first screen), then
+   the preview, where a tapped example shows, with its credit, then the captions, before the
+   ground truth and the settings. The caption row and its input column join the tab's own flow, so
+   that the gallery below them and the cards' column can sit between their boxes. */
 @media (max-width: 767px) {
-  #caption-row {flex-direction: column;}
-  #caption-inputs {display: contents;}
-  #caption-inputs > * {order: 4;}
+  #caption-row, #caption-inputs {display: contents;}
+  #caption-inputs > *, #examples-note {order: 7;}
   #upload {order: 1;}
-  #preview {order: 2;}
-  #caption-outputs {order: 3;}
+  #examples {order: 2; height: auto !important;}
+  #examples .grid-wrap {height: auto !important;}
+  #examples-status {order: 3;}
+  #preview {order: 4;}
+  #credit {order: 5;}
+  #caption-outputs {order: 6;}
 }
 """
 EMPTY = "Upload a chest X-ray (PNG, JPEG or DICOM) or pick an example: its four captions appear here."
