@@ -24,7 +24,7 @@ if __name__ == "__main__":
 import cxrcap.app.zerogpu  # noqa: F401, E402  first: ZeroGPU's `spaces` must be imported before torch
 import gradio as gr  # noqa: E402
 
-from cxrcap.app.about import NOTICE, about_markdown  # noqa: E402
+from cxrcap.app.about import NOTICE, about_markdown, heading  # noqa: E402
 from cxrcap.app.cards import CSS, render_cards  # noqa: E402
 from cxrcap.app.comparison import Comparison  # noqa: E402
 from cxrcap.app.examples import Example, examples_folder, load_examples  # noqa: E402
@@ -154,7 +154,7 @@ def build_demo(service: CaptionService, examples: list[Example], results_dir: Pa
         showing_example = gr.State(False)  # the ground-truth box holds a gallery example's caption
         problem_state = gr.State("")  # why the last upload was rejected, said by the step after it
         image_digest = gr.State(None)  # the shown image's sha256: what its reviews know it by
-        gr.Markdown("# cxrcap: chest X-ray captions, four models side by side")
+        gr.Markdown(heading(len(service.variant_ids)))
         gr.Markdown(NOTICE, elem_id="notice")
         if service.tiny_random:
             gr.Markdown("**Trial mode:** every model here has tiny *untrained* random weights; its captions are noise.")

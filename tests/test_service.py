@@ -162,3 +162,12 @@ def test_finding_f1_is_none_everywhere_when_neither_caption_names_a_finding():
 def test_cards_before_any_caption_job_say_what_to_do_not_working():
     html = render_cards(list(VARIANT_IDS), None)
     assert "Upload a chest X-ray" in html and "working" not in html
+
+
+def test_the_heading_and_the_empty_cards_count_the_models_on_show():
+    from cxrcap.app.about import heading
+
+    assert heading(4) == "# cxrcap: chest X-ray captions, four models side by side"
+    assert heading(5) == "# cxrcap: chest X-ray captions, five models side by side"
+    assert heading(1) == "# cxrcap: chest X-ray captions, one model"
+    assert "four" not in render_cards(["git-base", "extra"], None)

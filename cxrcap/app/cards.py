@@ -66,7 +66,7 @@ CSS = """
   #caption-outputs {order: 6;}
 }
 """
-EMPTY = "Upload a chest X-ray (PNG, JPEG or DICOM) or pick an example: its four captions appear here."
+EMPTY = "Upload a chest X-ray (PNG, JPEG or DICOM) or pick an example: its captions appear here."
 
 
 def _chips(findings, css_class: str, title: str) -> str:
