@@ -215,7 +215,8 @@ class ReviewForm:
     def __init__(self, desk: ReviewDesk, variant_ids: list[str]):
         self.desk = desk
         self.target = gr.State(None)
-        with gr.Group(visible=False, elem_id="review-form") as self.group:
+        # No elem_id: Gradio 6.31's Group writes it on two nested elements, and an id names one.
+        with gr.Group(visible=False) as self.group:
             gr.Markdown("### Review the captions\nRate each caption you read (optional: the findings it "
                         "missed or invented, a comment), then submit once for this image.")  # fmt: skip
             with gr.Row(equal_height=False):
