@@ -25,7 +25,7 @@ if __name__ == "__main__":
 import cxrcap.app.zerogpu  # noqa: F401, E402  first: ZeroGPU's `spaces` must be imported before torch
 import gradio as gr  # noqa: E402
 
-from cxrcap.app.about import NOTICE, about_markdown  # noqa: E402
+from cxrcap.app.about import NOTICE, about_markdown, heading  # noqa: E402
 from cxrcap.app.api_inputs import text_input, whole_number_input  # noqa: E402
 from cxrcap.app.cards import CSS, render_cards  # noqa: E402
 from cxrcap.app.comparison import Comparison  # noqa: E402
@@ -48,6 +48,9 @@ QUEUE_SIZE = 16  # waiting requests beyond this are turned away instead of pilin
 # request can wait in a full queue, since identical uploads share one file (see scratch.py).
 KEEP_FILES_SECONDS = 600
 SWEEP_SECONDS = 60
+# In the browser, on a gallery click: the example's captions follow those still coming, if any.
+SAY_THE_EXAMPLE_WAITS = """() => [...document.querySelectorAll('#cards .cx-waiting')].some(b => b.textContent === 'working...')
+    ? 'Loading the example you picked: it follows the captions in progress.' : 'Loading the example you picked...'"""
 
 
 def parse_args() -> argparse.Namespace:
@@ -108,9 +111,13 @@ def build_demo(service: CaptionService, examples: list[Example], results_dir: Pa
     def show(comparison: Comparison | None) -> str:
         return render_cards(service.variant_ids, comparison)
 
+    def captions_shown(comparison: Comparison | None) -> tuple:
+        """For `caption_outputs`: the cards, the rows, the comparison, and no heatmap words of other captions."""
+        return show(comparison), comparison.rows() if comparison else None, comparison, *heatmaps.reset()
+
     def new_image(image, ground_truth, problem="", digest=None):
         """An upload, accepted or not (None and why): nothing of the previous image stays."""
-        return image, image, ground_truth, "", "", False, digest, show(None), None, None, None, problem
+        return image, image, ground_truth, "", "", False, digest, *captions_shown(None), None, problem
 
     def on_upload(path, ground_truth, showing_example):
         if showing_example:  # the box holds the previous gallery example's caption, not this image's
@@ -122,13 +129,15 @@ def build_demo(service: CaptionService, examples: list[Example], results_dir: Pa
         return new_image(image, ground_truth, digest=file_sha256(path))
 
     @shows_user_errors
-    def on_example(num_beams, max_new_tokens, int8, prompt, event: gr.SelectData):
+    def on_example(gallery: gr.Gallery, num_beams, max_new_tokens, int8, prompt, event: gr.SelectData):
         # One event shows the example and its captions (no second round trip): a cached example
-        # answers at once. The preview shows the file itself: nothing to re-encode.
-        example = examples[event.index]
+        # answers at once. The preview shows the file itself: nothing to re-encode. The example is
+        # the gallery's own selection: a click deferred while another example captions is re-sent
+        # by Gradio with the first click's event data.
+        example = examples[event.index if gallery.selected_index is None else gallery.selected_index]
         image = service.receive_upload(example.path)
         shown = (example.path, image, example.caption, f"Example credit: {example.credit}", example.credit, True,
-                 file_sha256(example.path), None, "")  # no export of the previous image, no rejected upload
+                 file_sha256(example.path), None, "", "")  # no export of the previous image, no rejected upload
         for captions in on_caption(image, example.caption, num_beams, max_new_tokens, int8, prompt):
             yield *shown, *captions
 
@@ -137,7 +146,7 @@ def build_demo(service: CaptionService, examples: list[Example], results_dir: Pa
         for comparison, notice in service.compare(image, ground_truth, num_beams, max_new_tokens, int8, prompt):
             if notice:
                 gr.Warning(notice)
-            yield show(comparison), comparison.rows(), comparison
+            yield captions_shown(comparison)
 
     with gr.Blocks(title="cxrcap: chest X-ray captions side by side", fill_width=True,
                    delete_cache=(SWEEP_SECONDS, KEEP_FILES_SECONDS)) as demo:
@@ -147,7 +156,7 @@ def build_demo(service: CaptionService, examples: list[Example], results_dir: Pa
         showing_example = gr.State(False)  # the ground-truth box holds a gallery example's caption
         problem_state = gr.State("")  # why the last upload was rejected, said by the step after it
         image_digest = gr.State(None)  # the shown image's sha256: what its reviews know it by
-        gr.Markdown("# cxrcap: chest X-ray captions, four models side by side")
+        gr.Markdown(heading(len(service.variant_ids)))
         gr.Markdown(NOTICE, elem_id="notice")
         if service.tiny_random:
             gr.Markdown("**Trial mode:** every model here has tiny *untrained* random weights; its captions are noise.")
@@ -156,9 +165,10 @@ def build_demo(service: CaptionService, examples: list[Example], results_dir: Pa
                 with gr.Column(scale=1, min_width=300, elem_id="caption-inputs"):
                     upload = xray_upload(label="Chest X-ray (PNG, JPEG or DICOM)", file_types=["image", *DICOM_SUFFIXES],
                                          elem_id="upload")
-                    preview = gr.Image(label="X-ray", type="pil", interactive=False, height=320, elem_id="preview")
+                    preview = gr.Image(label="X-ray", type="pil", interactive=False, height=320, elem_id="preview",
+                                       alt_text="The chest X-ray being captioned")
                     ground_truth = gr.Textbox(label="Ground-truth caption (optional: enables the scores)", lines=3)
-                    credit = gr.Markdown()
+                    credit = gr.Markdown(elem_id="credit")
                     with gr.Accordion("Decoding settings", open=False):
                         num_beams = gr.Slider(*BEAMS, value=1, step=1, label="Beams (1 = greedy)")
                         max_new_tokens = gr.Slider(*NEW_TOKENS, value=30, step=1, label="Longest caption (tokens)")
@@ -179,12 +189,15 @@ def build_demo(service: CaptionService, examples: list[Example], results_dir: Pa
                         raw = gr.JSON(label="Rows")
             if examples:
                 gallery = gr.Gallery([(e.path, e.caption) for e in examples], label="Examples: click one to caption it",
-                                     columns=10, height=260, allow_preview=False)
-                gr.Markdown("Real chest X-rays shared under their licences; each image's licence and source show when chosen.")
+                                     columns=10, height=260, allow_preview=False, elem_id="examples")
+                examples_status = gr.Markdown(elem_id="examples-status")  # says that a clicked example waits
+                gr.Markdown("Real chest X-rays shared under their licences; each image's licence and source show when chosen.",
+                            elem_id="examples-note")
             else:
                 gallery = None
                 gr.Markdown("No examples: put X-rays with a CSV of captions in `assets/examples/`, or point "
-                            "`CXRCAP_EXAMPLES` at such a folder (see README); if there is one, the app's log says why it was not used.")
+                            "`CXRCAP_EXAMPLES` at such a folder (see README); if there is one, the app's log says why it was not used.",
+                            elem_id="examples-note")
         with gr.Tab("Results"):
             results_tab(results_dir)
             review_form.results_section()
@@ -192,7 +205,7 @@ def build_demo(service: CaptionService, examples: list[Example], results_dir: Pa
             gr.Markdown(about_markdown(asdict(Recipe())))
 
         caption_inputs = [image_state, ground_truth, num_beams, max_new_tokens, int8, prompt]
-        caption_outputs = [cards, raw, comparison_state]
+        caption_outputs = [cards, raw, comparison_state, *heatmaps.reset_outputs]
         # An upload, accepted or not, replaces everything shown for the previous image; a rejection
         # is then said by a step with no outputs, so that no box wears an "Error" badge for it.
         image_outputs = [preview, image_state, ground_truth, credit, credit_state, showing_example, image_digest]
@@ -206,9 +219,13 @@ def build_demo(service: CaptionService, examples: list[Example], results_dir: Pa
                 on_caption, caption_inputs, caption_outputs, api_visibility="private"),
         ]
         if gallery is not None:
-            captioned.append(gallery.select(on_example, [num_beams, max_new_tokens, int8, prompt],
-                                            [*image_outputs, exported, problem_state, *caption_outputs],
-                                            api_visibility="private"))
+            # A click while an example still captions runs once that one is done (only the last of
+            # several; Gradio's default for a select, "once", would drop it): in the browser, at
+            # once, the page says so. This listener comes first: Gradio runs a click's listeners in turn.
+            gallery.select(None, None, [examples_status], js=SAY_THE_EXAMPLE_WAITS, trigger_mode="multiple", queue=False)
+            captioned.append(gallery.select(on_example, [gallery, num_beams, max_new_tokens, int8, prompt],
+                                            [*image_outputs, exported, problem_state, examples_status, *caption_outputs],
+                                            api_visibility="private", trigger_mode="always_last"))
         review_form.close_on([upload.upload, run.click])  # a gallery example's (cached) captions replace it at once
         review_form.follow(captioned, comparison_state, image_digest)
         for event in captioned:

@@ -118,3 +118,17 @@ def test_browser_shows_the_fifth_card_with_scores_and_the_full_answer_one_click_
     expect(full.locator(".cx-full-text")).to_be_visible()
     page.screenshot(path=str(SCREENSHOTS / "extra-card.png"), full_page=True)
     page.close()
+
+
+def test_browser_the_heading_counts_five_models_and_every_element_id_is_unique(browser, extra_app_url, cxr_image):  # noqa: F811
+    page = browser.new_page(viewport={"width": 1366, "height": 900})
+    page.goto(extra_app_url)
+    expect(page.locator("h1")).to_have_text("cxrcap: chest X-ray captions, five models side by side", timeout=30_000)
+    page.locator("input[type=file]").first.set_input_files(str(cxr_image))
+    expect(page.locator("#cards .cx-caption")).to_have_count(5, timeout=90_000)
+    expect(page.locator("#review-extra").first).to_be_visible(timeout=30_000)  # the review form is open
+    repeated = page.evaluate("""() => { const seen = {};
+        document.querySelectorAll('[id]').forEach(e => { if (e.id) seen[e.id] = (seen[e.id] || 0) + 1; });
+        return Object.entries(seen).filter(([, count]) => count > 1); }""")
+    assert repeated == []  # an empty id attribute (Gradio writes some) names nothing
+    page.close()

@@ -139,6 +139,51 @@ def test_a_cached_example_fills_four_cards_with_scores_within_0_3_s(browser, app
     page.close()
 
 
+def set_decoding(page, beams: int, tokens: int) -> None:
+    page.get_by_text("Decoding settings").click()
+    for label, value in (("Beams (1 = greedy)", beams), ("Longest caption (tokens)", tokens)):
+        box = page.get_by_label(f"number input for {label}")
+        box.fill(str(value))
+        box.press("Enter")
+
+
+# Whether the page ever said, after the next click, that the example picked is on its way.
+SAYS_IT_WAITS = """() => ({said: new Promise(resolve => {
+    new MutationObserver((_, observer) => {
+        if (document.querySelector('#examples-status')?.innerText.includes('example you picked')) {
+            observer.disconnect(); resolve(true); }
+    }).observe(document.body, {childList: true, subtree: true, characterData: true});
+})})"""
+
+
+def test_an_example_clicked_while_another_captions_is_shown_not_dropped(browser, app_url):
+    """Beams 8 and 100 tokens (nothing cached): a second example clicked while the first one's
+    captions are still coming shows, with its own ground truth and scores; meanwhile the page
+    says that it is on its way."""
+    from cxrcap.app.examples import DEFAULT_FOLDER, load_examples
+
+    examples = load_examples(DEFAULT_FOLDER)
+    page = browser.new_page(viewport={"width": 1366, "height": 900})
+    page.goto(app_url)
+    thumbnails = page.locator("button.thumbnail-item")
+    expect(thumbnails).to_have_count(len(examples), timeout=30_000)
+    set_decoding(page, beams=8, tokens=100)
+    truth = page.get_by_label("Ground-truth caption")
+    thumbnails.nth(0).click()
+    expect(truth).to_have_value(examples[0].caption, timeout=30_000)
+    expect(page.locator("#cards .cx-waiting", has_text="working").first).to_be_visible()  # still captioning
+    waits = page.evaluate_handle(SAYS_IT_WAITS)
+    thumbnails.nth(8).click()
+    expect(truth).to_have_value(examples[8].caption, timeout=60_000)
+    expect(page.get_by_text(f"Example credit: {examples[8].credit}").first).to_be_visible()
+    expect(page.locator("#cards .cx-truth .cx-caption")).to_have_text(examples[8].caption)
+    expect(page.locator("#cards .cx-scores")).to_have_count(4, timeout=60_000)
+    assert page.evaluate("waits => waits.said", waits)
+    expect(page.locator("#examples-status")).to_have_text("")  # said no longer once it is shown
+    page.screenshot(path=str(SCREENSHOTS / "second-example.png"), full_page=True)
+    page.close()
+
+
 def cards_state(page) -> dict:
     return page.evaluate("""() => ({
         empty: document.querySelectorAll('#cards .cx-empty').length,
@@ -205,6 +250,29 @@ def test_on_a_phone_the_cards_follow_the_preview(browser, app_url, cxr_image):
     page.close()
 
 
+def test_on_a_phone_the_examples_are_on_the_first_screen_and_a_tap_shows_its_x_ray_below_them(browser, app_url):
+    from cxrcap.app.examples import DEFAULT_FOLDER, load_examples
+
+    examples = load_examples(DEFAULT_FOLDER)
+    page = browser.new_page(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+    page.goto(app_url)
+    thumbnails = page.locator("button.thumbnail-item")
+    expect(thumbnails.first).to_be_visible(timeout=30_000)
+    assert thumbnails.first.bounding_box()["y"] + thumbnails.first.bounding_box()["height"] < 844  # no scrolling to find them
+    thumbnails.first.tap()
+    expect(page.get_by_text(f"Example credit: {examples[0].credit}").first).to_be_visible(timeout=30_000)
+    expect(page.locator("#cards .cx-scores")).to_have_count(4, timeout=60_000)
+    tapped, preview, cards = (page.locator(selector).first.bounding_box() for selector in
+                              ("button.thumbnail-item", "#preview img", "#cards .cx-card"))  # fmt: skip
+    page.screenshot(path=str(SCREENSHOTS / "phone-example-tapped.png"))
+    page.screenshot(path=str(SCREENSHOTS / "phone-example-tapped-full.png"), full_page=True)
+    # The tapped example's X-ray shows right below the examples, within the screen; its credit and
+    # captions next.
+    assert 0 < preview["y"] - (tapped["y"] + tapped["height"]) < 200 and preview["y"] + 100 < 844, (tapped, preview)
+    assert 0 < cards["y"] - (preview["y"] + preview["height"]) < 200, (preview, cards)
+    page.close()
+
+
 @pytest.mark.parametrize("width, height", [(1366, 900), (1920, 1080)])
 def test_card_titles_are_drawn_in_one_font(browser, app_url, cxr_image, width, height):
     page = browser.new_page(viewport={"width": width, "height": height}, device_scale_factor=2)
@@ -241,6 +309,129 @@ def test_clicking_a_word_overlays_its_heatmap(browser, app_url, cxr_image):
     first_word.click()
     expect(page.locator("#heatmap-overlay img")).to_have_count(1, timeout=60_000)
     expect(page.get_by_text("not evidence of a finding").first).to_be_visible()
+    # What the pictures show is said in words too, for a screen reader.
+    word = first_word.inner_text()
+    expect(page.locator("#heatmap-overlay img")).to_have_attribute(
+        "alt", re.compile(rf'"{re.escape(word)}" - GIT base - gradient-weighted relevance'))
+    expect(page.locator("#preview img")).to_have_attribute("alt", re.compile("chest X-ray"))
     page.locator("#heatmap-overlay").scroll_into_view_if_needed()
     page.screenshot(path=str(SCREENSHOTS / "heatmap-1366.png"), full_page=True)
+    page.close()
+
+
+def words_of(page, variant_id: str) -> list[str]:
+    return page.locator(f"#words-{variant_id} label").all_inner_texts()
+
+
+def drag_the_opacity_slider(page, start: float, end: float) -> None:
+    slider = page.get_by_label("range slider for Overlay opacity")
+    slider.scroll_into_view_if_needed()
+    box = slider.bounding_box()
+    page.mouse.move(box["x"] + box["width"] * start, box["y"] + box["height"] / 2)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * end, box["y"] + box["height"] / 2, steps=5)
+    page.mouse.up()
+
+
+def test_a_new_image_replaces_the_words_and_the_picked_word_of_the_previous_one(browser, app_url, cxr_image,
+                                                                                cxr_examples_dir):
+    """A word picked, then another X-ray uploaded with slow settings and the opacity slider moved
+    while it captions: the old words and map go at once, nothing fails, and the new captions'
+    words follow."""
+    other = next(path for path in sorted((cxr_examples_dir / "images").glob("*.jpg")) if path.name != cxr_image.name)
+    page = browser.new_page(viewport={"width": 1366, "height": 900})
+    page.goto(app_url)
+    page.locator("input[type=file]").first.set_input_files(str(cxr_image))
+    expect(page.locator("#cards .cx-caption")).to_have_count(4, timeout=60_000)
+    page.locator("#show-heatmaps input[type=checkbox]").check()
+    expect(page.locator("#words-git-base label").first).to_be_visible(timeout=120_000)
+    old_words = words_of(page, "git-base")
+    page.locator("#words-blip-base-ft label").last.click()
+    expect(page.locator("#heatmap-overlay img")).to_have_count(1, timeout=60_000)
+
+    set_decoding(page, beams=8, tokens=100)
+    page.locator("#upload").get_by_label("Clear").click()
+    page.locator("#upload input[type=file]").set_input_files(str(other))
+    expect(page.locator("#cards .cx-waiting", has_text="working").first).to_be_visible(timeout=30_000)
+    for variant_id in ("git-base", "blip-base-ft"):
+        expect(page.locator(f"#words-{variant_id} label")).to_have_count(0)  # not the old image's words
+    expect(page.locator("#heatmap-overlay img")).to_have_count(0)
+    drag_the_opacity_slider(page, 0.2, 0.8)
+    expect(page.locator("#cards .cx-scores, #cards .cx-caption")).to_have_count(4, timeout=60_000)
+    expect(page.locator("#cards .cx-waiting", has_text="working")).to_have_count(0, timeout=60_000)
+    expect(page.locator("#words-git-base label").first).to_be_visible(timeout=120_000)
+    new_words = words_of(page, "git-base")
+    caption = page.locator("#cards .cx-card[data-variant='git-base'] .cx-caption").inner_text().lower()
+    assert new_words != old_words and all(word.lower() in caption for word in new_words), (new_words, caption)
+    drag_the_opacity_slider(page, 0.8, 0.6)
+    page.wait_for_timeout(1_000)
+    assert page.locator(".toast-body").count() == 0, page.locator(".toast-body").all_inner_texts()
+    page.locator("#words-git-base label").first.click()
+    overlay = page.locator("#heatmap-overlay img")
+    expect(overlay).to_have_count(1, timeout=60_000)
+    drawn = overlay.get_attribute("src")
+    drag_the_opacity_slider(page, 0.6, 0.3)  # the drags above did reach the app: here one redraws
+    expect(overlay).not_to_have_attribute("src", drawn, timeout=60_000)
+    page.locator("#heatmaps").scroll_into_view_if_needed()
+    page.screenshot(path=str(SCREENSHOTS / "heatmap-new-image.png"), full_page=True)
+    page.close()
+
+
+# Every visible text on the page: its colour (with the opacity of it and its ancestors) over the
+# colour behind it (the ancestors' backgrounds, composited), and the WCAG contrast ratio of the two.
+CONTRASTS = """() => {
+    const rgba = css => {  // rgb(a) in 0-255, or color(srgb ...) in 0-1 (what color-mix computes to)
+        const v = css.match(/[\\d.]+/g).map(Number), scale = css.startsWith('color(srgb') ? 255 : 1;
+        return [v[0] * scale, v[1] * scale, v[2] * scale, v.length > 3 ? v[3] : 1];
+    };
+    const over = (top, below) => [0, 1, 2].map(i => top[i] * top[3] + below[i] * (1 - top[3])).concat([1]);
+    const luminance = c => { const [r, g, b] = c.slice(0, 3).map(x => { x /= 255;
+        return x <= 0.03928 ? x / 12.92 : ((x + 0.055) / 1.055) ** 2.4; }); return 0.2126 * r + 0.7152 * g + 0.0722 * b; };
+    const behind = element => {
+        const layers = [];
+        for (let e = element; e; e = e.parentElement) {
+            const colour = rgba(getComputedStyle(e).backgroundColor);
+            if (colour[3] > 0) { layers.push(colour); if (colour[3] === 1) break; }
+        }
+        return layers.reverse().reduce((below, layer) => over(layer, below), [255, 255, 255, 1]);
+    };
+    const opacity = element => { let o = 1; for (let e = element; e; e = e.parentElement) o *= Number(getComputedStyle(e).opacity); return o; };
+    const found = new Map();
+    const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+    while (walker.nextNode()) {
+        const element = walker.currentNode.parentElement;
+        if (!walker.currentNode.textContent.trim() || found.has(element)) continue;
+        const box = element.getBoundingClientRect(), style = getComputedStyle(element);
+        if (!box.width || !box.height || style.visibility === 'hidden') continue;
+        const background = behind(element), colour = rgba(style.color);
+        const text = over([...colour.slice(0, 3), colour[3] * opacity(element)], background);
+        const [light, dark] = [luminance(text), luminance(background)].sort((a, b) => b - a);
+        const size = parseFloat(style.fontSize), large = size >= 24 || (size >= 18.66 && Number(style.fontWeight) >= 700);
+        found.set(element, {text: walker.currentNode.textContent.trim().slice(0, 60), ratio: (light + 0.05) / (dark + 0.05),
+                            needed: large ? 3 : 4.5, colour: style.color, background: `rgb(${background.slice(0, 3).map(Math.round)})`});
+    }
+    return [...found.values()];
+}"""
+
+
+@pytest.mark.parametrize("theme", ["light", "dark"])
+def test_every_text_on_the_caption_tab_meets_wcag_aa_contrast(browser, app_url, theme):
+    """With the captions of an example, the review form and the heatmap words on show: every
+    visible text against what is behind it, at least 4.5:1 (3:1 for large text)."""
+    page = browser.new_page(viewport={"width": 1366, "height": 900})
+    page.goto(f"{app_url}?__theme={theme}")
+    thumbnails = page.locator("button.thumbnail-item")
+    expect(thumbnails.first).to_be_visible(timeout=30_000)
+    thumbnails.first.click()
+    expect(page.locator("#cards .cx-scores")).to_have_count(4, timeout=60_000)
+    expect(page.locator("#review-git-base").first).to_be_visible(timeout=30_000)
+    page.locator("#show-heatmaps input[type=checkbox]").check()
+    expect(page.locator("#words-git-base label").first).to_be_visible(timeout=120_000)
+    texts = page.evaluate(CONTRASTS)
+    page.screenshot(path=str(SCREENSHOTS / f"contrast-{theme}.png"), full_page=True)
+    said = " ".join(text["text"] for text in texts)
+    for named in ("Optional. Stored exactly as typed", "Where each word of a caption looks", "no chest findings", "in both"):
+        assert named in said  # the texts the issue names, and the cards' own, were among those checked
+    low = [f"{t['text']!r}: {t['ratio']:.2f} ({t['colour']} on {t['background']})" for t in texts if t["ratio"] < t["needed"]]
+    assert low == []
     page.close()

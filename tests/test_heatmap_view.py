@@ -6,7 +6,8 @@ import pytest
 from PIL import Image
 
 from cxrcap.app.comparison import Comparison
-from cxrcap.app.heatmap_view import HeatmapPanel, HeatmapView, Pick, picture, same_word_pictures, word_choices
+from cxrcap.app.heatmap_view import (HeatmapPanel, HeatmapView, Pick, legend_font, picture, same_word_pictures,
+                                     word_choices)  # fmt: skip
 from cxrcap.captioner import CaptionResult, Captioner, DecodeSettings
 from cxrcap.heatmaps import DISCLAIMER, Heatmaps
 from cxrcap.images import load_image
@@ -59,7 +60,7 @@ def test_the_picture_carries_the_word_the_method_the_scale_and_the_disclaimer(ca
     faint, strong = (picture(xray, maps["git-base"], 2, opacity) for opacity in (0.1, 0.9))
     assert faint.size == strong.size and faint.width == 640 and faint.height > 640  # the legend strip below
     assert not np.array_equal(np.asarray(faint), np.asarray(strong))  # the opacity slider changes it
-    others = same_word_pictures(xray, maps, Pick("git-base", 2), 0.5)
+    others = same_word_pictures(xray, maps, Pick("git-base", 2, CAPTIONS["git-base"]), 0.5)
     assert [label for _, label in others] == ['BLIP base: "effusion"']  # blip-base-ft has no maps
     assert DISCLAIMER.startswith("Explanation aid")
 
@@ -76,3 +77,31 @@ def test_heatmaps_off_computes_nothing_and_the_slide_shows_the_picture_on_show(x
     export(xray, "comparison", "", shown)
     export(xray, "comparison", "", None)
     assert exported == [shown, xray]
+
+
+def test_a_word_picked_in_the_previous_captions_is_ignored_not_drawn_on_the_new_ones(captioners, xray):
+    """A word picked in one image's captions, then the opacity slider moved while the next
+    image's captions come in (some variants not done yet, others with other words): nothing is
+    drawn for that word and nothing raises; a word picked in the new captions is drawn."""
+    view = HeatmapView(lambda int8: captioners)
+    panel = HeatmapPanel.__new__(HeatmapPanel)  # the handlers, without building the Gradio layout
+    panel.view, panel.variant_ids, panel.pickers = view, list(CAPTIONS), [object()] * len(CAPTIONS)
+    effusion, small = Pick("git-base", 2, CAPTIONS["git-base"]), Pick("blip-base", 1, CAPTIONS["blip-base"])
+    assert panel.redraw(effusion, xray, comparison_of(CAPTIONS), "relevance", 0.5)[0] is not None
+
+    other = xray.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    coming = comparison_of({"git-base": "effusion"})  # blip-base not done yet; git-base says one word
+    assert panel.redraw(small, other, coming, "relevance", 0.5) == (None, [])
+    assert panel.redraw(effusion, other, coming, "relevance", 0.5) == (None, [])
+    same_length = comparison_of({"git-base": "right apical pneumothorax", "blip-base": "no effusion"})
+    assert panel.redraw(effusion, other, same_length, "relevance", 0.5) == (None, [])  # not "pneumothorax"
+    listed = panel.refresh(True, other, same_length, "relevance")[-1]  # the new captions' words are listed
+    *_, shown, others, pick = panel._on_pick("git-base")("2", listed, other, same_length, "relevance", 0.5)
+    assert pick == Pick("git-base", 2, "right apical pneumothorax") and shown is not None
+
+
+@pytest.mark.parametrize("glyph", ["μ", "β", "→", "≥", "×", "Δ"])
+def test_the_legend_font_draws_the_letters_captions_use(glyph):
+    font = legend_font(20)
+    missing = font.getmask("\U000F0000")  # a private-use code point: drawn as the missing-glyph box
+    assert bytes(font.getmask(glyph)) != bytes(missing)

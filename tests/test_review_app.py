@@ -190,6 +190,30 @@ def test_a_fresh_page_shows_the_reviews_stored_by_now_not_at_server_start(browse
     page.close()
 
 
+def test_browser_a_refused_submission_leaves_the_form_usable(browser, app_url, reviews_db, cxr_image):  # noqa: F811
+    """Nothing rated, then a note without a rating: each is said in a toast, and no box of the
+    form wears an "Error" badge or a cover that takes the pointer; the form still submits."""
+    page = browser.new_page(viewport={"width": 1366, "height": 900})
+    page.goto(app_url)
+    page.locator("input[type=file]").first.set_input_files(str(cxr_image))
+    card = page.locator("#review-git-base").first
+    expect(card).to_be_visible(timeout=60_000)
+    before = len(stored(reviews_db))
+
+    page.locator("#submit-reviews").click()
+    expect(page.locator(".toast-body").filter(has_text="Rate at least one caption").first).to_be_visible(timeout=30_000)
+    card.locator("textarea").fill("the heart is missed")
+    page.locator("#submit-reviews").click()
+    expect(page.locator(".toast-body").filter(has_text="GIT base: choose correct").first).to_be_visible(timeout=30_000)
+    page.screenshot(path=str(SCREENSHOTS / "review-refused.png"), full_page=True)
+    assert page.locator("[id^=review-]").get_by_text("Error", exact=True).count() == 0  # no red badge
+    card.get_by_label("partly correct", exact=True).check(timeout=5_000)  # a covered radio cannot be clicked
+    page.locator("#submit-reviews").click()
+    expect(page.locator("#review-status")).to_contain_text("1 review stored", timeout=30_000)
+    assert len(stored(reviews_db)) == before + 1
+    page.close()
+
+
 def test_no_image_bytes_anywhere_in_the_database(reviews_db):
     assert stored(reviews_db), "the tests above stored reviews of real X-rays"
     for path in [reviews_db, *reviews_db.parent.glob(reviews_db.name + "-*")]:  # the WAL too

@@ -176,3 +176,12 @@ def test_the_comparison_csv_defuses_formulas_and_credits_the_image(service, xray
     assert {row["ground_truth"] for row in rows.values()} == {"'=HYPERLINK(\"http://example.com\", \"open\")"}
     assert {row["image_credit"] for row in rows.values()} == {credit}
     assert comparison.rows()[0]["caption"] == "+cmd|' /C calc'!A0"  # the API's rows stay as made
+
+
+def test_the_heading_and_the_empty_cards_count_the_models_on_show():
+    from cxrcap.app.about import heading
+
+    assert heading(4) == "# cxrcap: chest X-ray captions, four models side by side"
+    assert heading(5) == "# cxrcap: chest X-ray captions, five models side by side"
+    assert heading(1) == "# cxrcap: chest X-ray captions, one model"
+    assert "four" not in render_cards(["git-base", "extra"], None)

@@ -23,6 +23,15 @@ NOTICE = (
 )
 
 
+NUMBERS = ("no", "one", "two", "three", "four", "five")  # the four and the fifth, or a subset
+
+
+def heading(models: int) -> str:
+    """The page's title line, counting the models on show."""
+    return ("# cxrcap: chest X-ray captions, one model" if models == 1
+            else f"# cxrcap: chest X-ray captions, {NUMBERS[models]} models side by side")  # fmt: skip
+
+
 def _source(default_source: str) -> str:
     return f"`{default_source}`" if default_source else "none: off unless the variable names a model"
 

@@ -14,6 +14,13 @@ from ..metrics import SENTENCE_BLEU_LABEL
 from ..variants import VARIANTS, Variant
 
 CSS = """
+/* Every text at WCAG AA contrast (4.5:1). Gradio 6.31's default theme draws its softer text (the
+   info lines under labels, "- or -", the slider's ends, the footer) in neutral-400, 1.9:1 on white,
+   and white on its orange primary buttons (2.8:1; 3.6:1 dark), and the selected tab in that orange. */
+:root {--body-text-color-subdued: var(--neutral-500); --color-accent: var(--primary-700);
+  --button-primary-background-fill: var(--primary-700); --button-primary-background-fill-hover: var(--primary-800);}
+.dark {--color-accent: var(--primary-500); --button-primary-background-fill: var(--primary-700);
+  --button-primary-background-fill-hover: var(--primary-800);}
 .cx-grid {display: grid; grid-template-columns: repeat(auto-fit, minmax(250px, 1fr)); gap: 12px;}
 .cx-card {border: 1px solid #d0d5dd; border-radius: 10px; padding: 12px 14px; background: var(--block-background-fill);}
 .cx-truth {border-color: #7a8699; border-width: 2px;}
@@ -26,7 +33,8 @@ CSS = """
 .cx-card h3 {margin: 0 0 6px 0; font-size: 1.1rem;}
 .cx-empty {padding: 14px; border: 1px dashed #b0b7c3; border-radius: 10px; opacity: 0.8;}
 .cx-caption {font-size: 1.05rem; line-height: 1.4; margin: 6px 0; overflow-wrap: anywhere;}
-.cx-meta {font-size: 0.85rem; opacity: 0.75;}
+/* Softer text by its colour, not by opacity, which would fade the findings' chips inside it too. */
+.cx-meta {font-size: 0.85rem; color: color-mix(in srgb, currentColor 75%, transparent);}
 .cx-badge {display: inline-block; font-size: 0.75rem; padding: 1px 7px; border-radius: 8px; margin-left: 6px;}
 .cx-untrained {background: #fff3cd; color: #6b4e00;}
 .cx-unavailable {background: #fde2e1; color: #8a1c17;}
@@ -39,21 +47,26 @@ CSS = """
 .cx-agree {background: #d1f0d6; color: #14532d;}
 .cx-missing {background: #fff0c2; color: #6b4e00;}
 .cx-extra {background: #fde2e1; color: #8a1c17;}
-.cx-note {font-size: 0.8rem; opacity: 0.75; margin-top: 6px;}
+.cx-note {font-size: 0.8rem; color: color-mix(in srgb, currentColor 75%, transparent); margin-top: 6px;}
 .cx-full summary {cursor: pointer; font-size: 0.85rem; margin-top: 4px;}
 .cx-full-text {font-size: 0.9rem; line-height: 1.35; margin-top: 4px; overflow-wrap: anywhere; white-space: pre-wrap;}
-/* Phones: the captions follow the preview, before the ground truth and the settings. The input
-   column's boxes join the row's own flow so that the cards' column can sit between them. */
+/* Phones: the examples follow the upload box (two ways to start, both on the first screen), then
+   the preview, where a tapped example shows, with its credit, then the captions, before the
+   ground truth and the settings. The caption row and its input column join the tab's own flow, so
+   that the gallery below them and the cards' column can sit between their boxes. */
 @media (max-width: 767px) {
-  #caption-row {flex-direction: column;}
-  #caption-inputs {display: contents;}
-  #caption-inputs > * {order: 4;}
+  #caption-row, #caption-inputs {display: contents;}
+  #caption-inputs > *, #examples-note {order: 7;}
   #upload {order: 1;}
-  #preview {order: 2;}
-  #caption-outputs {order: 3;}
+  #examples {order: 2; height: auto !important;}
+  #examples .grid-wrap {height: auto !important;}
+  #examples-status {order: 3;}
+  #preview {order: 4;}
+  #credit {order: 5;}
+  #caption-outputs {order: 6;}
 }
 """
-EMPTY = "Upload a chest X-ray (PNG, JPEG or DICOM) or pick an example: its four captions appear here."
+EMPTY = "Upload a chest X-ray (PNG, JPEG or DICOM) or pick an example: its captions appear here."
 
 
 def _chips(findings, css_class: str, title: str) -> str:

@@ -16,6 +16,7 @@ import textwrap
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -42,10 +43,12 @@ LEGEND = "0 = not relevant ... 1 = this word's most relevant patch"
 
 @dataclass(frozen=True)
 class Pick:
-    """The word whose map is on show: a variant and the index of the word in its caption."""
+    """The word whose map is on show: a variant, the index of the word in its caption, and that
+    caption (a word picked in other captions than those on show is not drawn)."""
 
     variant_id: str
     word_index: int
+    caption: str
 
 
 class HeatmapView:
@@ -93,15 +96,23 @@ def word_choices(maps: Heatmaps | str) -> list[tuple[str, str]]:
     return [] if isinstance(maps, str) else [(word, str(i)) for i, word in enumerate(maps.words)]
 
 
+def describe(maps: Heatmaps, word_index: int) -> str:
+    """Which map a picture shows: the word, the variant and the method."""
+    return f'"{maps.words[word_index]}" - {VARIANTS[maps.variant_id].label} - {METHOD_LABELS[maps.method]}'
+
+
+def alt_text(maps: Heatmaps, word_index: int) -> str:
+    """The picture in words, for a screen reader (what is drawn into it, but for the colours)."""
+    return f"Heatmap over the chest X-ray of the word {describe(maps, word_index)}. {LEGEND}. {DISCLAIMER}"
+
+
 def picture(image: Image.Image, maps: Heatmaps, word_index: int, opacity: float) -> Image.Image:
     """The X-ray under one word's map, with the word, the variant, the method, the colour scale
     and the disclaimer drawn below it."""
     shown = image.convert("RGB")
     shown.thumbnail((SHOWN_SIZE, SHOWN_SIZE))
     blended = overlay(shown, maps.word_maps[word_index], maps.geometry, opacity)
-    label = VARIANTS[maps.variant_id].label
-    lines = [f'"{maps.words[word_index]}" - {label} - {METHOD_LABELS[maps.method]}', DISCLAIMER]
-    return _with_legend(blended, lines)
+    return _with_legend(blended, [describe(maps, word_index), DISCLAIMER])
 
 
 def same_word_pictures(
@@ -120,8 +131,21 @@ def same_word_pictures(
     return pictures
 
 
-def _font(size: int) -> ImageFont.ImageFont:
-    return ImageFont.load_default(size=size)
+def legend_font(size: int) -> ImageFont.FreeTypeFont:
+    """DejaVu Sans, which matplotlib ships: Pillow's default font has no Greek letters or arrows,
+    which captions use ("μ", "β", "→"), and would draw each as a box."""
+    import matplotlib
+
+    return ImageFont.truetype(str(Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"), size)
+
+
+def _wrap(line: str, font: ImageFont.FreeTypeFont, width: float) -> list[str]:
+    """The line in parts that each fit the width as drawn (a word too long for it is split)."""
+    for chars in range(max(1, int(width // font.getlength("n"))), 0, -1):
+        parts = textwrap.wrap(line, chars)
+        if all(font.getlength(part) <= width for part in parts):
+            break
+    return parts
 
 
 def _with_legend(blended: Image.Image, lines: list[str]) -> Image.Image:
@@ -129,9 +153,9 @@ def _with_legend(blended: Image.Image, lines: list[str]) -> Image.Image:
     from matplotlib import colormaps
 
     width, height = blended.size
-    font = _font(20)
-    lines = [part for line in lines for part in textwrap.wrap(line, max(20, width // 11))]
+    font = legend_font(20)
     bar_height, line_height, margin = 18, 26, 10
+    lines = [part for line in lines for part in _wrap(line, font, width - 2 * margin)]
     strip = Image.new("RGB", (width, margin * 3 + bar_height + line_height * (len(lines) + 1)), "white")
     draw = ImageDraw.Draw(strip)
     ramp = (colormaps[COLOUR_MAP](np.linspace(0, 1, width - 2 * margin))[:, :3] * 255).astype(np.uint8)
@@ -172,12 +196,16 @@ class HeatmapPanel:
                 self.others = gr.Gallery(label="The same word, other variants that said it", columns=3, height=520,
                                          object_fit="contain", elem_id="heatmap-others")
         self.pick = gr.State(None)
+        self.listed = gr.State({})  # variant -> the caption whose words its list shows
+        # What belongs to one set of captions: replaced together, by `reset` when new captions start.
+        self.reset_outputs = [*self.pickers, self.picture, self.others, self.pick, self.listed]
         self.refresh_inputs = [self.show, image_state, comparison_state, self.method]
-        self.refresh_outputs = [self.panel, *self.pickers, self.picture, self.others, self.pick]
+        self.refresh_outputs = [self.panel, *self.reset_outputs]
         for control in (self.show, self.method):
             control.change(self.refresh, self.refresh_inputs, self.refresh_outputs, api_visibility="private")
         for variant_id, picker in zip(self.variant_ids, self.pickers):
-            picker.select(self._on_pick(variant_id), [picker, image_state, comparison_state, self.method, self.opacity],
+            picker.select(self._on_pick(variant_id),
+                          [picker, self.listed, image_state, comparison_state, self.method, self.opacity],
                           [*self.pickers, self.picture, self.others, self.pick], api_visibility="private")
         self.opacity.release(self.redraw, [self.pick, image_state, comparison_state, self.method, self.opacity],
                              [self.picture, self.others], api_visibility="private")
@@ -188,21 +216,29 @@ class HeatmapPanel:
 
         cleared = [None, [], None]
         if not show:
-            return gr.update(visible=False), *[gr.update() for _ in self.pickers], *cleared
+            return gr.update(visible=False), *[gr.update() for _ in self.pickers], *cleared, {}
         all_maps = self.view.maps_for(image, comparison, method) if image is not None and comparison else {}
         updates = []
         for variant_id in self.variant_ids:
             maps = all_maps.get(variant_id, "caption an X-ray first")
             reason = maps if isinstance(maps, str) else None
             updates.append(gr.update(choices=word_choices(maps), value=None, info=reason))
-        return gr.update(visible=True), *updates, *cleared
+        listed = {vid: comparison.outcomes[vid].result.caption for vid, maps in all_maps.items()
+                  if isinstance(maps, Heatmaps)}  # fmt: skip
+        return gr.update(visible=True), *updates, *cleared, listed
+
+    def reset(self) -> list:
+        """For `reset_outputs` when new captions start: no word lists, no word picked, no map."""
+        import gradio as gr
+
+        return [*(gr.update(choices=[], value=None, info=None) for _ in self.pickers), None, [], None, {}]
 
     def _on_pick(self, variant_id: str):
-        def on_pick(word_index, image, comparison, method, opacity):
+        def on_pick(word_index, listed, image, comparison, method, opacity):
             import gradio as gr
 
-            pick = Pick(variant_id, int(word_index))
-            shown, others = self._pictures(pick, image, comparison, method, opacity)
+            pick = Pick(variant_id, int(word_index), listed[variant_id]) if variant_id in listed else None
+            shown, others = self.redraw(pick, image, comparison, method, opacity)
             cleared = [gr.update() if vid == variant_id else gr.update(value=None) for vid in self.variant_ids]
             return *cleared, shown, others, pick
 
@@ -214,11 +250,17 @@ class HeatmapPanel:
         return self._pictures(pick, image, comparison, method, opacity)
 
     def _pictures(self, pick: Pick, image, comparison, method, opacity):
+        outcome = comparison.outcomes.get(pick.variant_id)
+        if outcome is None or outcome.result.caption != pick.caption:
+            return None, []  # picked in other captions (the previous image's, or new ones coming in)
         all_maps = self.view.maps_for(image, comparison, method)
         maps = all_maps[pick.variant_id]
         if isinstance(maps, str):
             return None, []
-        return picture(image, maps, pick.word_index, opacity), same_word_pictures(image, all_maps, pick, opacity)
+        import gradio as gr
+
+        shown = gr.Image(picture(image, maps, pick.word_index, opacity), alt_text=alt_text(maps, pick.word_index))
+        return shown, same_word_pictures(image, all_maps, pick, opacity)
 
     def after(self, event) -> None:
         """Once a caption event has finished: the new captions' words (nothing when heatmaps are off)."""

@@ -114,15 +114,15 @@ class ReviewDesk:
             truth_findings=truth_findings, caption_findings=caption_findings,
         )  # fmt: skip
 
-    def submit(self, target: ReviewTarget | None, answers: dict[str, Answer], reviewer: str, role: str,
-               logged_in: str | None = None) -> str:
-        """Store the rated cards' reviews of one image in one go; returns the confirmation (HTML).
-        `logged_in`: the Space's logged-in user name, if any (it wins over the typed `reviewer`)."""
+    def check(self, target: ReviewTarget | None, answers: dict[str, Answer], logged_in: str | None = None,
+              ) -> dict[str, Answer]:
+        """What a submission would store (the rated cards' answers); raises `UserError` saying what
+        to fix when the form is not ready (login included, where the Space requires it)."""
         if target is None:
             raise UserError("Caption an X-ray first; then its captions can be reviewed.")
         if target.submitted:
             raise UserError("This image's reviews were submitted already. Caption another X-ray to review more.")
-        reviewer = self._reviewer(reviewer, logged_in)
+        self._reviewer(None, logged_in)
         for variant_id, answer in answers.items():
             if answer.rating is None and (answer.missed or answer.invented or answer.comment.strip()):
                 raise UserError(f"{VARIANTS[variant_id].label}: choose correct, partly correct or wrong, "
@@ -130,6 +130,14 @@ class ReviewDesk:
         rated = {vid: answer for vid, answer in answers.items() if answer.rating and vid in target.captions}
         if not rated:
             raise UserError("Rate at least one caption (correct, partly correct or wrong) before submitting.")
+        return rated
+
+    def submit(self, target: ReviewTarget | None, answers: dict[str, Answer], reviewer: str, role: str,
+               logged_in: str | None = None) -> str:
+        """Store the rated cards' reviews of one image in one go; returns the confirmation (HTML).
+        `logged_in`: the Space's logged-in user name, if any (it wins over the typed `reviewer`)."""
+        rated = self.check(target, answers, logged_in)
+        reviewer = self._reviewer(reviewer, logged_in)
         checked, notices = [], []
         try:
             for variant_id, answer in rated.items():
@@ -242,7 +250,8 @@ class ReviewForm:
     def __init__(self, desk: ReviewDesk, variant_ids: list[str]):
         self.desk = desk
         self.target = gr.State(None)
-        with gr.Group(visible=False, elem_id="review-form") as self.group:
+        # No elem_id: Gradio 6.31's Group writes it on two nested elements, and an id names one.
+        with gr.Group(visible=False) as self.group:
             gr.Markdown("### Review the captions\nRate each caption you read (optional: the findings it "
                         "missed or invented, a comment), then submit once for this image.")  # fmt: skip
             with gr.Row(equal_height=False):
@@ -256,9 +265,12 @@ class ReviewForm:
                 self.submit_button = gr.Button("Submit reviews", variant="primary", elem_id="submit-reviews")
                 self.clear_button = gr.Button("Clear ratings")
             self.status = gr.HTML(elem_id="review-status")
-        self.submit_button.click(self._submit, {self.target, self.reviewer, self.role, *self._inputs()},
-                                 [self.target, self.status, self.submit_button, self.clear_button, *self._inputs()],
-                                 api_visibility="private")  # fmt: skip
+        # A form that is not ready is said by a step with no outputs: an error in the step that
+        # updates the boxes would cover each of them with an "Error" badge that takes the pointer.
+        form = {self.target, self.reviewer, self.role, *self._inputs()}
+        self.submit_button.click(self._check, form, None, api_visibility="private").success(
+            self._submit, form, [self.target, self.status, self.submit_button, self.clear_button, *self._inputs()],
+            api_visibility="private")  # fmt: skip
         self.clear_button.click(self._clear, None, self._inputs(), api_visibility="private")
 
     def _card(self, variant_id: str) -> _CardInputs:
@@ -305,15 +317,23 @@ class ReviewForm:
         return [update for _ in self.cards for update in
                 (gr.Radio(value=None), gr.CheckboxGroup(value=[]), gr.CheckboxGroup(value=[]), gr.Textbox(value=""))]  # fmt: skip
 
-    def _submit(self, values: dict, profile: gr.OAuthProfile | None = None):
-        answers = {
+    def _answers(self, values: dict) -> dict[str, Answer]:
+        return {
             vid: Answer(values[card.rating], tuple(values[card.missed] or ()), tuple(values[card.invented] or ()),
                         values[card.comment] or "")
             for vid, card in self.cards.items()
         }  # fmt: skip
+
+    def _check(self, values: dict, profile: gr.OAuthProfile | None = None) -> None:
         try:
-            confirmation = self.desk.submit(values[self.target], answers, values[self.reviewer], values[self.role],
-                                            logged_in=profile.username if profile is not None else None)
+            self.desk.check(values[self.target], self._answers(values), _username(profile))
+        except UserError as error:
+            raise gr.Error(str(error), print_exception=False) from None
+
+    def _submit(self, values: dict, profile: gr.OAuthProfile | None = None):
+        try:
+            confirmation = self.desk.submit(values[self.target], self._answers(values), values[self.reviewer],
+                                            values[self.role], logged_in=_username(profile))
         except UserError as error:
             raise gr.Error(str(error), print_exception=False) from None
         locked = [gr.update(interactive=False) for _ in self._inputs()]
@@ -324,7 +344,7 @@ class ReviewForm:
                    profile: gr.OAuthProfile | None = None) -> int:
         """The `/review` endpoint as app.py wires it: the desk's, given the Space's logged-in user (if any)."""
         return self.desk.api_review(path, ground_truth, variant, caption, rating, comment, reviewer, submission_id,
-                                    logged_in=profile.username if profile is not None else None)
+                                    logged_in=_username(profile))
 
     def results_section(self) -> None:
         """The Results tab's "Reviews" section; call inside that tab. Filled when a page loads (a
@@ -346,3 +366,8 @@ class ReviewForm:
         gr.on(None, current, None, [summary, download, seen], api_visibility="private", queue=False)
         gr.Timer(REFRESH_SECONDS).tick(refresh, seen, [summary, download, seen], api_visibility="private",
                                        queue=False)  # fmt: skip
+
+
+def _username(profile: gr.OAuthProfile | None) -> str | None:
+    """The Space's logged-in user name (None without a login button or before signing in)."""
+    return profile.username if profile is not None else None
