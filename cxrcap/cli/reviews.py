@@ -5,7 +5,8 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from ..reviews import ReviewStore, default_database, summarise, summary_markdown, to_csv
+from ..review_summary import summarise, summary_markdown
+from ..reviews import ReviewStore, default_database, to_csv
 
 
 def add_arguments(parser) -> None:
