@@ -1,9 +1,9 @@
 """The figures: the report's metric bars with CI whiskers and qualitative X-ray figure, and the
 word heatmap grid of `caption --heatmaps`.
 
-`cxrcap.report` and the CLI call these once there is something to draw; matplotlib is imported
-here only, so the rest (evaluation, baselines, files) runs without it. The dependency runs one
-way: this module draws what it is given and imports nothing of the report's.
+The report and caption commands (`cxrcap.cli`) call these once there is something to draw;
+matplotlib is imported here only, so the rest (evaluation, baselines, files) runs without it. The
+dependency runs one way: this module draws what it is given and imports nothing of the report's.
 """
 
 from __future__ import annotations

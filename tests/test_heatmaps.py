@@ -204,7 +204,7 @@ def test_a_failure_inside_the_maps_is_a_message_in_the_view_the_report_and_the_c
     16-bit once did), the view, the report and the CLI say so and go on, and the log has the traceback."""
     from pathlib import Path
 
-    from cxrcap.__main__ import write_heatmaps
+    from cxrcap.cli.caption import write_heatmaps
     from cxrcap.app.comparison import Comparison
     from cxrcap.app.heatmap_view import HeatmapView
     from cxrcap.captioner import CaptionResult

@@ -106,7 +106,7 @@ def test_from_predictions_of_unknown_settings_or_other_weights_refuses_to_compar
 
 def test_each_variants_fp32_weights_are_released_before_its_int8_copy_loads(cxr_examples_dir, tmp_path, monkeypatch):
     """Peak memory: one variant's weights at a time in the int8 pass, not every fp32 model + every int8 one."""
-    from cxrcap import report
+    from cxrcap.cli import report
 
     alive_fp32, alive_int8, seen = [], [], []  # weak references: they keep nothing alive
     real_generate, real_build = report.generate_predictions, report.build_captioners

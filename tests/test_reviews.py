@@ -1,41 +1,17 @@
-"""The reviews database, its checks, its statistics and its CLI (the app's part: test_review_app.py)."""
+"""The reviews database, its checks and its CLI (statistics: test_review_summary.py; the app's part:
+test_review_app.py)."""
 
 import inspect
 import json
-import math
 import sqlite3
 import threading
 
-import numpy as np
 import pytest
-from scipy.stats import kendalltau
 
 from cxrcap import reviews
 from cxrcap.__main__ import main
-from cxrcap.reviews import ReviewError, ReviewStore, kendall_tau_b, make_review, summarise, wilson_interval
-
-SHA_A, SHA_B, SHA_C = "a" * 64, "b" * 64, "c" * 64
-TRUTH = "Left pleural effusion and cardiomegaly."
-
-# (image, variant, caption, rating): ties in ratings and in scores on purpose.
-FIXTURE = [
-    (SHA_A, "git-base", "left pleural effusion and cardiomegaly", "correct"),
-    (SHA_A, "blip-base", "left pleural effusion", "partly"),
-    (SHA_A, "git-base-ft", "right pneumothorax", "wrong"),
-    (SHA_B, "git-base", "left pleural effusion and cardiomegaly", "partly"),
-    (SHA_B, "blip-base", "chest x-ray", "wrong"),
-    (SHA_B, "blip-base-ft", "cardiomegaly", "partly"),
-    (SHA_C, "git-base", "a chest x-ray", "wrong"),
-    (SHA_C, "blip-base-ft", "effusion on the left and cardiomegaly", "correct"),
-    (SHA_C, "git-base-ft", "chest x-ray", "wrong"),
-]
-
-
-def review(**changes):
-    fields = dict(variant="git-base", caption="left pleural effusion", rating="partly", image_sha256=SHA_A,
-                  ground_truth=TRUTH, reviewer="Dr A", role="radiologist")  # fmt: skip
-    fields.update(changes)
-    return make_review(**fields)[0]
+from cxrcap.reviews import ReviewError, ReviewStore, make_review
+from reviews_fixture import SHA_A, SHA_B, TRUTH, add_fixture, review
 
 
 @pytest.fixture
@@ -45,9 +21,7 @@ def store(tmp_path):
 
 @pytest.fixture
 def fixture_store(store):
-    store.add([review(image_sha256=image, variant=variant, caption=caption, rating=rating, reviewer=f"Dr {i % 2}")
-               for i, (image, variant, caption, rating) in enumerate(FIXTURE)])  # fmt: skip
-    return store
+    return add_fixture(store)
 
 
 def test_new_database_is_wal_at_the_current_schema_version_and_reopens(tmp_path):
@@ -146,58 +120,6 @@ def test_delete_by_reviewer(fixture_store):
     assert fixture_store.delete_reviewer("Dr 0") == 5
     assert {row["reviewer"] for row in fixture_store.rows()} == {"Dr 1"}
     assert fixture_store.version() == (4, 8)  # ids 2, 4, 6, 8 remain
-
-
-def test_kendall_tau_b_equals_scipy_on_the_fixture(fixture_store):
-    rows = fixture_store.rows()
-    ranks = [reviews.RATING_RANK[row["rating"]] for row in rows]
-    summary = summarise(rows, n_resamples=200)
-    for agreement in summary.agreements:
-        scores = [row["scores"][agreement.metric] for row in rows]
-        expected = kendalltau(ranks, scores, variant="b").statistic
-        if math.isnan(expected):
-            assert math.isnan(agreement.tau_b)
-        else:
-            assert agreement.tau_b == pytest.approx(expected, abs=1e-12)
-            assert agreement.low <= agreement.tau_b <= agreement.high
-        assert agreement.n_reviews == len(FIXTURE)
-    assert not math.isnan(summary.agreements[0].tau_b)  # BLEU varies: the fixture tests something
-
-
-def test_weighted_kendall_tau_b_equals_scipy_on_repeated_observations():
-    rng = np.random.default_rng(1)
-    x = rng.integers(0, 3, 40)
-    y = np.round(rng.random(40), 1)  # many ties
-    weights = rng.integers(0, 4, size=(5, 40))
-    taus = kendall_tau_b(x, y, weights)
-    for row, tau in zip(weights, taus):
-        expected = kendalltau(np.repeat(x, row), np.repeat(y, row), variant="b").statistic
-        assert tau == pytest.approx(expected, abs=1e-12)
-    # by hand: two concordant pairs, one tie in x, none in y: 2 / sqrt(2 * 3)
-    assert kendall_tau_b([0, 1, 1], [0.1, 0.2, 0.3])[0] == pytest.approx(2 / math.sqrt(6))
-
-
-def test_wilson_interval_known_values():
-    assert wilson_interval(0, 10) == pytest.approx((0.0, 0.2775), abs=1e-4)
-    assert wilson_interval(5, 10) == pytest.approx((0.2366, 0.7634), abs=1e-4)
-    assert wilson_interval(10, 10) == pytest.approx((0.7225, 1.0), abs=1e-4)
-
-
-def test_summary_shares_reviewers_and_markdown(fixture_store):
-    summary = summarise(fixture_store.rows(), n_resamples=100)
-    assert (summary.n_reviews, summary.n_reviewers, summary.n_images) == (9, 2, 3)
-    git = summary.variants[0]
-    assert git.variant == "git-base" and (git.n_reviews, git.n_images) == (3, 3)
-    assert [git.shares[r].count for r in reviews.RATINGS] == [1, 1, 1]
-    assert git.shares["correct"].share == pytest.approx(1 / 3)
-    assert (git.shares["correct"].low, git.shares["correct"].high) == pytest.approx(wilson_interval(1, 3))
-    text = reviews.summary_markdown(summary)
-    assert "| GIT base | 3 | 2 | 33% (6%-79%)" in text and "Wilson 95% interval" in text
-    assert "Kendall's tau-b" in text and "bootstrap over images" in text
-    assert reviews.summary_markdown(summarise([])).startswith("No reviews yet")
-    one_image = summarise([row for row in fixture_store.rows() if row["image_sha256"] == SHA_A])
-    assert not math.isnan(one_image.agreements[0].tau_b) and math.isnan(one_image.agreements[0].low)
-    assert reviews._signed(-0.0004) == "+0.00"
 
 
 def test_csv_export_flattens_and_defuses_formulas(store):

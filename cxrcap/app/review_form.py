@@ -23,8 +23,9 @@ import gradio as gr
 from PIL import Image
 
 from ..captioner import Captioner, env_flag
+from ..review_summary import summarise, summary_markdown
 from ..reviews import (MAX_COMMENT_CHARS, RATING_LABELS, RATINGS, ReviewError, ReviewStore, file_sha256,
-                       make_review, summarise, summary_markdown, to_csv)  # fmt: skip
+                       make_review, to_csv)  # fmt: skip
 from ..variants import VARIANTS
 from . import scratch
 from .comparison import Comparison

@@ -1,2 +1,6 @@
-"""The commands of `python -m cxrcap`, one module each: `add_arguments(parser)` declares its options,
-`run(args) -> int` calls the library (which returns data) and prints; `cxrcap/__main__.py` names them."""
+"""The command lines of `python -m cxrcap`, one module per command.
+
+Each `cxrcap/cli/<command>.py` holds `add_arguments(parser)` and `run(args) -> int`: argparse and
+printing only. The library modules (`cxrcap/<thing>.py`) compute and return data, and are tested
+without parsing arguments; `cxrcap/__main__.py` builds the top-level parser and dispatches here.
+"""
