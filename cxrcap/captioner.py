@@ -40,6 +40,7 @@ from transformers import (
     PreTrainedModel,
 )
 
+from .errors import first_line
 from .preprocessing import centre_crop_requested, load_processor
 from .variants import Variant, get_variant
 from .weights import BrokenCheckpoint, load_weights
@@ -241,7 +242,7 @@ class Captioner:
             config = AutoConfig.from_pretrained(source)
         except (OSError, ValueError) as error:
             if _is_local(source):
-                raise VariantUnavailable(variant, f"{where} has no readable model config ({_first_line(error)})") from None
+                raise VariantUnavailable(variant, f"{where} has no readable model config ({first_line(error)})") from None
             raise VariantUnavailable(
                 variant, f"{where} is not in the local cache and the Hugging Face hub cannot be reached"
             ) from None
@@ -257,7 +258,7 @@ class Captioner:
         except BrokenCheckpoint as error:  # missing, wrong-shaped or damaged weights, named
             raise VariantUnavailable(variant, f"{where} {error}") from None
         except Exception as error:  # other unreadable files surface as many types
-            raise VariantUnavailable(variant, f"{where} could not be loaded ({_first_line(error)})") from None
+            raise VariantUnavailable(variant, f"{where} could not be loaded ({first_line(error)})") from None
         model.to(self.device).eval()
         return processor, model
 
@@ -346,11 +347,6 @@ def to_dynamic_int8(model: PreTrainedModel) -> None:
         quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
 
 
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return (text[0] if text else type(error).__name__)[:300]
-
-
 CHARS_PER_WORD = 16  # with max_words, the caption's length in characters (runs without spaces)
 
 
@@ -424,7 +420,7 @@ def stream_captions(
             return failed(error=str(error), unavailable=True, loading=isinstance(error, StillLoading))
         except Exception as error:  # one variant failing must not take the others down
             log.exception("%s failed to caption", variant_id)
-            return failed(error=f"captioning failed ({type(error).__name__}: {_first_line(error)})")
+            return failed(error=f"captioning failed ({type(error).__name__}: {first_line(error)})")
         caption, full_text = cap_caption(text, settings.max_new_tokens)
         return CaptionResult(variant_id, caption, time.perf_counter() - start, untrained=captioner.untrained, int8=int8,
                              full_text=full_text, notes=captioner.notes(settings),

@@ -25,7 +25,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import re
 import struct
 import threading
 import time
@@ -52,6 +51,7 @@ from .captioner import (
     pick_device,
     pick_dtype,
 )
+from .errors import library_text
 from .preprocessing import BACKEND
 from .variants import EXTRA_ID, VARIANTS
 from .weights import BrokenCheckpoint, load_weights
@@ -81,9 +81,6 @@ MODEL_FILES = (
     ("weights", ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json"),
      "save the model into the folder with save_pretrained, or copy its weights from its hub page"),
 )
-LIBRARY_TEXT_CHARS = 200  # a library's error on a card: its first line, at most this long
-# An absolute path in a library's error (a URL's "//host/..." is not one): shown by its last name.
-_ABSOLUTE_PATH = re.compile(r"(?<![\w:/])/[^\s'\"`,;()]+")
 DTYPE_BYTES = {"F64": 8, "I64": 8, "F32": 4, "I32": 4, "BF16": 2, "F16": 2, "I16": 2,
                "F8_E4M3": 1, "F8_E5M2": 1, "I8": 1, "U8": 1, "BOOL": 1}  # safetensors' dtype names
 
@@ -139,7 +136,7 @@ def _size_unknown(repo_id: str, error: Exception) -> VariantUnavailable:
     if is_offline_mode():
         reason, fix = "HF_HUB_OFFLINE is set", "unset HF_HUB_OFFLINE, so that its size is checked before it downloads"
     else:
-        reason, fix = f"the hub did not answer: {_library_text(error)}", "try again when the hub can be reached"
+        reason, fix = f"the hub did not answer: {library_text(error)}", "try again when the hub can be reached"
     return VariantUnavailable(
         EXTRA, f"{repo_id!r} is not downloaded yet and the size of its weights cannot be read from the hub ({reason}), "
         "so it is not loaded: it might not fit in memory",
@@ -361,7 +358,7 @@ class ExtraCaptioner(Captioner):
             raise VariantUnavailable(EXTRA, f"{where} {error}", "download it again, or choose another model") from None
         except Exception as error:  # a file missing or unreadable, a processor this version lacks, ...
             problem = _folder_problem(Path(self.source).expanduser()) if _is_local(self.source) else None
-            reason, fix = problem or (f"could not be loaded ({_library_text(error)})",
+            reason, fix = problem or (f"could not be loaded ({library_text(error)})",
                                       "check the model's files, or choose another model")
             raise VariantUnavailable(EXTRA, f"{where} {reason}", fix) from None
         tokenizer = getattr(processor, "tokenizer", None)
@@ -459,7 +456,7 @@ def _config_error(error: Exception, where: str, source: str) -> VariantUnavailab
                                   "check the id; for a private model set HF_TOKEN")
     if _is_local(source):
         reason, fix = _folder_problem(Path(source).expanduser()) or (
-            f"has no readable model config ({_library_text(error)})",
+            f"has no readable model config ({library_text(error)})",
             "point it at a folder saved with save_pretrained, or a hub id")
         return VariantUnavailable(EXTRA, f"the folder {where} {reason}", fix)
     if "model_type" in text or "Unrecognized model" in text:
@@ -487,13 +484,3 @@ def _folder_problem(folder: Path) -> tuple[str, str] | None:
         if not any((folder / name).is_file() for name in names):
             return f"has no {what} ({' or '.join(names)})", fix
     return None
-
-
-def _library_text(error: BaseException) -> str:
-    """A library's error for a card: its first line, each absolute path shown by its last name
-    (a server's paths are not for its visitors), cut at a word's end."""
-    lines = str(error).strip().splitlines()
-    text = _ABSOLUTE_PATH.sub(lambda path: Path(path[0]).name, lines[0] if lines else type(error).__name__)
-    if len(text) <= LIBRARY_TEXT_CHARS:
-        return text
-    return text[:LIBRARY_TEXT_CHARS + 1].rsplit(" ", 1)[0] + " …"

@@ -50,6 +50,7 @@ import pyarrow.parquet as pq
 
 from . import parquet_pages
 from .cache import cache_root
+from .errors import first_line
 
 IMAGE_COLUMN = "image"
 # Chooses rows from a table of rows' text (all columns but the image) whose first row is row
@@ -159,7 +160,7 @@ def _resolve_shards(source: str) -> dict[str, list[str]]:
     try:
         builder = datasets.load_dataset_builder(source)
     except Exception as error:  # offline, unknown id, no data files: one message for the user
-        raise HubError(f"{source}: cannot resolve its data files ({_first_line(error)})") from None
+        raise HubError(f"{source}: cannot resolve its data files ({first_line(error)})") from None
     shards = {str(split): sorted(str(path) for path in paths) for split, paths in (builder.config.data_files or {}).items()}
     if not shards:
         raise HubError(f"{source}: no data files found")
@@ -175,7 +176,7 @@ def _batches(stream, where: str):
         except StopIteration:
             return
         except Exception as error:  # a file `datasets` cannot parse, a network failure mid-way
-            raise HubError(f"{where}: streaming failed ({_first_line(error)})") from None
+            raise HubError(f"{where}: streaming failed ({first_line(error)})") from None
         yield batch
 
 
@@ -186,10 +187,6 @@ def _size(url: str) -> int:
 
     filesystem, path = fsspec.core.url_to_fs(url)
     return filesystem.size(path)
-
-
-def _first_line(error: Exception) -> str:
-    return (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
 
 
 class HubSource:
@@ -368,7 +365,7 @@ class HubSplit:
         try:
             stream = datasets.load_dataset(self.source.source, split=self.name, streaming=True)
         except Exception as error:  # offline, or files `datasets` cannot read: one message for the user
-            raise HubError(f"{where}: cannot stream it ({_first_line(error)})") from None
+            raise HubError(f"{where}: cannot stream it ({first_line(error)})") from None
         features = stream.features or datasets.Features()
         if column is not None and column not in features:
             raise HubError(f"{where}: no {column!r} column (its columns: {', '.join(features) or 'unknown'})")
@@ -403,7 +400,7 @@ class HubSplit:
                 data = file.read()
         except OSError as error:
             raise HubError(f"{self.source.source} ({self.name}): cannot read the image {Path(image['path']).name} "
-                           f"({_first_line(error)})") from None
+                           f"({first_line(error)})") from None
         self.reads.add(image["path"], 0, len(data))
         return {"bytes": data, "path": image["path"]}
 

@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import data
+from .errors import first_line
 from .variants import VARIANTS, get_variant
 
 REPO_ROOT = Path(__file__).resolve().parents[1]  # where `python -m finetune` is found
@@ -341,7 +342,7 @@ def push(out: Path, prefix: str, summary: dict) -> None:
             api.upload_folder(repo_id=repo_id, repo_type=repo_type, folder_path=str(folders[name]),
                               commit_message="python -m cxrcap reproduce")
         except Exception as error:  # no network, no rights, offline mode: the local results stand either way
-            raise ReproduceError(f"pushing {name} to {repo_id} failed ({str(error).strip().splitlines()[0][:200]}); "
+            raise ReproduceError(f"pushing {name} to {repo_id} failed ({first_line(error, 200)}); "
                                  f"everything is in {out}: rerun the same command to push again") from None
         print(f"pushed {name} to https://huggingface.co/{'datasets/' if repo_type == 'dataset' else ''}{repo_id}")
     shutil.rmtree(staging)

@@ -35,6 +35,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoin
 
 from cxrcap.captioner import MODEL_CLASSES, pick_dtype
 from cxrcap.data import DataError, SplitData, check_split_overlap, describe_source, filters_chest_xrays, load_split
+from cxrcap.errors import first_line
 from cxrcap.metrics import corpus_scores, warm_up
 from cxrcap.preprocessing import describe, load_processor
 from cxrcap.variants import get_variant
@@ -146,7 +147,7 @@ def load_base_model(family: str, source: str, *, prefer_sdpa: bool, whole_image:
         processor = load_processor(source, whole=whole_image)
     except (OSError, ValueError) as error:
         raise FinetuneError(
-            f"cannot load the base model {source!r} ({str(error).strip().splitlines()[0][:200]}); "
+            f"cannot load the base model {source!r} ({first_line(error, 200)}); "
             "pass --base-model a local folder, or connect to the Hugging Face hub once to cache it"
         ) from None
     if config.model_type != family:

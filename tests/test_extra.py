@@ -245,18 +245,6 @@ def test_a_broken_folder_is_named_by_its_file_with_the_fix_and_no_server_path(ed
     assert str(tmp_path) not in message and not ABSOLUTE_PATH.search(message), message
 
 
-def test_a_librarys_error_text_names_files_not_folders_and_is_cut_at_a_word():
-    from cxrcap.extra import _library_text
-
-    said = "Make sure the folder holds a preprocessor_config.json file. " * 10
-    shown = _library_text(OSError(f"Can't load image processor for '/srv/models/my-vlm'. {said}"))
-    full = f"Can't load image processor for 'my-vlm'. {said}"
-    assert shown.endswith(" …") and len(shown) < len(full)
-    cut = shown.removesuffix(" …")
-    assert full.startswith(cut) and full[len(cut)] == " "  # at a word's end
-    assert _library_text(OSError("see https://huggingface.co/models")) == "see https://huggingface.co/models"
-
-
 def test_remote_code_is_refused_by_default_with_the_owners_switch_named(tmp_path):
     folder = tmp_path / "custom-vlm"
     folder.mkdir()
