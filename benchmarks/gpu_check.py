@@ -31,13 +31,13 @@ sys.path.insert(0, str(REPO))
 from cxrcap.app.example_cache import ExampleCache, caption_examples, image_digest  # noqa: E402
 from cxrcap.captioner import (  # noqa: E402
     MODEL_CLASSES, Captioner, DecodeSettings, dtype_name, pick_device, pick_dtype, quiet_library_logs,
-    stream_captions,
 )
 from cxrcap.errors import first_line  # noqa: E402
 from cxrcap.extra import ExtraCaptioner  # noqa: E402
 from cxrcap.heatmaps import compute_heatmaps  # noqa: E402
 from cxrcap.images import load_image  # noqa: E402
 from cxrcap.report import generate_predictions  # noqa: E402
+from cxrcap.scheduler import stream_captions  # noqa: E402
 from cxrcap.tiny import tiny_sources  # noqa: E402
 from cxrcap.variants import VARIANT_IDS  # noqa: E402
 from finetune.train import in_app_precision  # noqa: E402

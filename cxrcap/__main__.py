@@ -14,10 +14,10 @@ from .captioner import (
     DecodeSettings,
     dtype_name,
     quiet_library_logs,
-    stream_captions,
 )
 from .images import ImageError, load_image
 from .lineup import build_captioners
+from .scheduler import stream_captions
 from .variants import EXTRA_ID, VARIANT_IDS, VARIANTS, parse_variant_ids
 
 

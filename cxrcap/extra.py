@@ -47,12 +47,12 @@ from .captioner import (
     _looks_like_a_path,
     dtype_from_env,
     env_flag,
-    lower_this_threads_priority,
     pick_device,
     pick_dtype,
 )
 from .errors import library_text
 from .preprocessing import BACKEND
+from .scheduler import lower_this_threads_priority
 from .variants import EXTRA_ID, VARIANTS
 from .weights import BrokenCheckpoint, load_weights
 

@@ -17,9 +17,10 @@ from PIL import Image
 from transformers import BertConfig, BertModel
 
 from cxrcap import captioner as captioner_module
-from cxrcap.captioner import DecodeSettings, VariantUnavailable, cap_caption, stream_captions
+from cxrcap.captioner import DecodeSettings, VariantUnavailable, cap_caption
 from cxrcap.extra import DEFAULT_PROMPT, TASK_PROMPTS, ExtraCaptioner, WeightsSize, check_fits, weights_size
 from cxrcap.lineup import build_captioners
+from cxrcap.scheduler import stream_captions
 from cxrcap.tiny_vlm import ARCHITECTURES, tiny_vlm_source
 from cxrcap.variants import VARIANT_IDS
 from processes import REPO, run_python
@@ -164,37 +165,6 @@ def test_the_study_four_never_wait_for_the_extra_slot_loading(tiny_sources, xray
     assert while_loading < alone * 1.5 + 0.5, (alone, while_loading)
     results = {r.variant_id: r for r in stream_captions(captioners, xray, settings)}
     assert len(results) == 5 and results["extra"].caption
-
-
-def test_the_fifth_answers_on_its_own_low_priority_lane_so_the_four_never_wait_for_it(tiny_sources, xray):
-    captioners = build_captioners(list(VARIANT_IDS), tiny_random=True, extra_model="tiny")
-    extra = captioners["extra"]
-    extra.load()
-    threads, release = {}, threading.Event()
-    real_generate = extra.generate_ids
-
-    def slow_generate(*args, **kwargs):  # a large model's answer: it takes as long as the test says
-        threads["extra"] = threading.current_thread().name
-        release.wait(timeout=60)
-        return real_generate(*args, **kwargs)
-
-    extra.generate_ids = slow_generate
-    settings = DecodeSettings(max_new_tokens=4)
-    try:
-        # Two requests in a row, each leaving its fifth answer running: on the study's two workers
-        # those answers would hold both, and a third request's four would wait for them.
-        for _ in range(2):
-            four = []
-            for result in stream_captions(captioners, xray, settings):
-                four.append(result)
-                if len(four) == len(VARIANT_IDS):
-                    break
-            assert {r.variant_id for r in four} == set(VARIANT_IDS) and all(r.caption for r in four)
-        assert threads["extra"].startswith("cxrcap-low-priority")
-    finally:
-        release.set()
-    (answer,) = [r for r in stream_captions({"extra": extra}, xray, settings)]
-    assert answer.caption
 
 
 def _error(source: str, **kwargs) -> str:

@@ -31,7 +31,8 @@ from pathlib import Path
 from PIL import Image
 
 from ..cache import cache_root
-from ..captioner import CaptionResult, Captioner, DecodeSettings, VariantUnavailable, stream_captions
+from ..captioner import CaptionResult, Captioner, DecodeSettings, VariantUnavailable
+from ..scheduler import stream_captions
 
 log = logging.getLogger(__name__)
 FORMAT = 1  # bump when a row's meaning changes: older rows are then never read
