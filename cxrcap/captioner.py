@@ -1,12 +1,12 @@
 """Load a variant's processor and model (hub id or local folder) and caption images.
 
 One factory for both families: callers hold a `Captioner` and never ask whether it is
-GIT or BLIP. Loading is lazy, happens once, and any failure becomes `VariantUnavailable`
-with a message that says what to do, so the other variants keep working; a checkpoint that
-would leave weights random (missing, wrong-shaped, damaged file) is such a failure (`weights.py`).
-Captions come from `generate()` (the naive path's tokens), in fp32 on a CPU; who captions when is
-`scheduler.py`'s concern. Opt-in: `quantize_int8=True` (or `CXRCAP_INT8=1`), dynamic int8 Linear
-layers: faster, but captions can differ from fp32 ones.
+GIT or BLIP. Loading is lazy, happens once (through `checkpoints.load_checkpoint`), and any
+failure becomes `VariantUnavailable` with a message that says what to do, so the other variants
+keep working; a checkpoint that would leave weights random (missing, wrong-shaped, damaged file)
+is such a failure (`weights.py`). Captions come from `generate()` (the naive path's tokens), in
+fp32 on a CPU; who captions when is `scheduler.py`'s concern. Opt-in: `quantize_int8=True` (or
+`CXRCAP_INT8=1`), dynamic int8 Linear layers: faster, but captions can differ from fp32 ones.
 """
 
 from __future__ import annotations
@@ -24,16 +24,16 @@ from pathlib import Path
 import torch
 from PIL import Image
 from transformers import (
-    AutoConfig,
     BlipForConditionalGeneration,
     GitForCausalLM,
     PreTrainedModel,
 )
 
+from .checkpoints import ConfigUnreadable, FilesUnreadable, is_local, load_checkpoint, looks_like_a_path
 from .errors import first_line
 from .preprocessing import centre_crop_requested, load_processor
 from .variants import Variant, get_variant
-from .weights import BrokenCheckpoint, load_weights
+from .weights import BrokenCheckpoint
 
 MODEL_CLASSES: dict[str, type[PreTrainedModel]] = {
     "git": GitForCausalLM,
@@ -124,20 +124,6 @@ def dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")
 
 
-def _is_local(source: str) -> bool:
-    return Path(source).expanduser().exists()
-
-
-def _looks_like_a_path(source: str) -> bool:
-    """A hub id is `name` or `owner/name`; anything else was meant as a folder."""
-    return source.startswith(("/", ".", "~")) or source.count("/") > 1 or "\\" in source
-
-
-# from_pretrained is not thread-safe (it builds models under process-wide init contexts, e.g.
-# on the meta device): variants load one at a time even when requests and workers race.
-_LOADING = threading.Lock()
-
-
 def env_flag(name: str, default: bool) -> bool:
     value = os.environ.get(name, "").strip().lower()
     return default if not value else value not in ("0", "false", "no", "off")
@@ -220,30 +206,31 @@ class Captioner:
 
     def _load(self) -> tuple[object, PreTrainedModel]:
         variant, source = self.variant, self.source
-        if not _is_local(source) and (_looks_like_a_path(source) or variant.fine_tuned and source == variant.default_source):
+        if not is_local(source) and (looks_like_a_path(source) or variant.fine_tuned and source == variant.default_source):
             raise VariantUnavailable(variant, f"the folder {source!r} does not exist")
-        where = f"folder {source!r}" if _is_local(source) else f"hub id {source!r}"
+        where = f"folder {source!r}" if is_local(source) else f"hub id {source!r}"
+
+        def check(config) -> None:
+            if config.model_type != variant.family:
+                raise VariantUnavailable(
+                    variant, f"{where} holds a {config.model_type!r} model, not a {variant.family!r} model"
+                )
+
+        # a fine-tuned checkpoint's processor is what it was trained with; a base one is made whole
+        whole = not variant.fine_tuned and not centre_crop_requested()
         try:
-            config = AutoConfig.from_pretrained(source)
-        except (OSError, ValueError) as error:
-            if _is_local(source):
-                raise VariantUnavailable(variant, f"{where} has no readable model config ({first_line(error)})") from None
+            processor, model = load_checkpoint(source, MODEL_CLASSES[variant.family], check=check, dtype=self.dtype,
+                                               processor=lambda: load_processor(source, whole=whole))
+        except ConfigUnreadable as error:
+            if is_local(source):
+                raise VariantUnavailable(variant, f"{where} has no readable model config ({first_line(error.__cause__)})") from None
             raise VariantUnavailable(
                 variant, f"{where} is not in the local cache and the Hugging Face hub cannot be reached"
             ) from None
-        if config.model_type != variant.family:
-            raise VariantUnavailable(
-                variant, f"{where} holds a {config.model_type!r} model, not a {variant.family!r} model"
-            )
-        try:
-            with _LOADING:
-                # a fine-tuned checkpoint's processor is what it was trained with; a base one is made whole
-                processor = load_processor(source, whole=not variant.fine_tuned and not centre_crop_requested())
-                model = load_weights(MODEL_CLASSES[variant.family], source, dtype=self.dtype)
         except BrokenCheckpoint as error:  # missing, wrong-shaped or damaged weights, named
             raise VariantUnavailable(variant, f"{where} {error}") from None
-        except Exception as error:  # other unreadable files surface as many types
-            raise VariantUnavailable(variant, f"{where} could not be loaded ({first_line(error)})") from None
+        except FilesUnreadable as error:  # other unreadable files surface as many types
+            raise VariantUnavailable(variant, f"{where} could not be loaded ({first_line(error.__cause__)})") from None
         model.to(self.device).eval()
         return processor, model
 
@@ -257,7 +244,7 @@ class Captioner:
         return self._fingerprint
 
     def _fingerprint_of_loaded(self, model: PreTrainedModel) -> str:
-        if _is_local(self.source):
+        if is_local(self.source):
             folder = Path(self.source).expanduser()
             files = sorted(path for path in folder.rglob("*") if path.is_file())
             revision = "\n".join(f"{path.relative_to(folder)} {path.stat().st_size} {path.stat().st_mtime_ns}" for path in files)

@@ -29,17 +29,18 @@ from typing import Literal
 
 import numpy as np
 import torch
-from transformers import AutoConfig, EvalPrediction, PreTrainedModel, Trainer, TrainerCallback, TrainingArguments
+from transformers import EvalPrediction, PreTrainedModel, Trainer, TrainerCallback, TrainingArguments
 from transformers.integrations import get_reporting_integration_callbacks
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
 
 from cxrcap.captioner import MODEL_CLASSES, pick_dtype
+from cxrcap.checkpoints import ConfigUnreadable, FilesUnreadable, load_checkpoint
 from cxrcap.data import DataError, SplitData, check_split_overlap, describe_source, filters_chest_xrays, load_split
 from cxrcap.errors import first_line
 from cxrcap.metrics import corpus_scores, warm_up
 from cxrcap.preprocessing import describe, load_processor
 from cxrcap.variants import get_variant
-from cxrcap.weights import BrokenCheckpoint, load_weights
+from cxrcap.weights import BrokenCheckpoint
 
 from .card import RECIPE_FILE, overlap_note, write_json, write_outputs
 from .collate import IGNORE_INDEX, CaptionCollator, cache_tensors, undecoded
@@ -142,26 +143,27 @@ def load_base_model(family: str, source: str, *, prefer_sdpa: bool, whole_image:
                     ) -> tuple[object, torch.nn.Module, str]:
     """Processor (resizing the whole image to a square unless `whole_image=False`: cxrcap.preprocessing),
     model and attention implementation of the base model."""
-    try:
-        config = AutoConfig.from_pretrained(source)
-        processor = load_processor(source, whole=whole_image)
-    except (OSError, ValueError) as error:
-        raise FinetuneError(
-            f"cannot load the base model {source!r} ({first_line(error, 200)}); "
-            "pass --base-model a local folder, or connect to the Hugging Face hub once to cache it"
-        ) from None
-    if config.model_type != family:
-        raise FinetuneError(f"the base model {source!r} is a {config.model_type!r} model, not {family!r}")
-    model_class = MODEL_CLASSES[family]
+    def check(config) -> None:
+        if config.model_type != family:
+            raise FinetuneError(f"the base model {source!r} is a {config.model_type!r} model, not {family!r}")
+
+    def load(**weights) -> tuple[object, torch.nn.Module]:
+        return load_checkpoint(source, MODEL_CLASSES[family], check=check,
+                               processor=lambda: load_processor(source, whole=whole_image), **weights)
+
     try:  # load_weights refuses a checkpoint that would leave weights random: training would start from noise
         if prefer_sdpa:
             try:
-                return processor, load_weights(model_class, source, attn_implementation="sdpa"), "sdpa"
-            except BrokenCheckpoint:
-                raise
-            except ValueError:  # transformers 5.24 has no SDPA for GIT or BLIP; a later one may
-                pass
-        return processor, load_weights(model_class, source), "eager"
+                return *load(attn_implementation="sdpa"), "sdpa"
+            except FilesUnreadable as error:  # a ValueError: transformers 5.24 has no SDPA for GIT or BLIP; a later one may
+                if not isinstance(error.__cause__, ValueError):
+                    raise
+        return *load(), "eager"
+    except (ConfigUnreadable, FilesUnreadable) as error:
+        raise FinetuneError(
+            f"cannot load the base model {source!r} ({first_line(error.__cause__, 200)}); "
+            "pass --base-model a local folder, or connect to the Hugging Face hub once to cache it"
+        ) from None
     except BrokenCheckpoint as error:
         raise FinetuneError(f"the base model {source!r} {error}") from None
 

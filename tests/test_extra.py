@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 from transformers import BertConfig, BertModel
 
-from cxrcap import captioner as captioner_module
+from cxrcap import checkpoints
 from cxrcap.captioner import DecodeSettings, VariantUnavailable, cap_caption
 from cxrcap.extra import DEFAULT_PROMPT, TASK_PROMPTS, ExtraCaptioner, WeightsSize, check_fits, weights_size
 from cxrcap.lineup import build_captioners
@@ -155,7 +155,7 @@ def test_the_study_four_never_wait_for_the_extra_slot_loading(tiny_sources, xray
 
     alone = four_seconds(study)
     # The extra slot's load cannot finish while the loading lock is held: a load that takes long.
-    with captioner_module._LOADING:
+    with checkpoints._LOADING:
         loader = captioners["extra"].load_in_background()
         while_loading = four_seconds(captioners)
         (result,) = [r for r in stream_captions(captioners, xray, settings) if r.variant_id == "extra"]
