@@ -38,7 +38,6 @@ import io
 import os
 import re
 import sys
-import tempfile
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -48,6 +47,7 @@ from pathlib import Path
 import datasets
 
 from . import hub
+from .files import atomic_file, file_sha256
 
 SPLITS = ("train", "validation", "test")
 COLUMNS = ("id", "image", "caption", "license", "credit", "split")
@@ -673,8 +673,7 @@ def filters_chest_xrays(source: str | os.PathLike) -> bool:
 def _image_digest(image: dict) -> str:
     if image.get("bytes") is not None:
         return hashlib.sha256(image["bytes"]).hexdigest()
-    with open(image["path"], "rb") as file:
-        return hashlib.file_digest(file, "sha256").hexdigest()
+    return file_sha256(image["path"])
 
 
 def check_split_overlap(splits: Sequence[SplitData]) -> list[str]:
@@ -768,26 +767,19 @@ def _write_csv_atomically(path: Path, splits: Sequence[SplitData]) -> int:
     """Write the kept rows to `path` through a temporary file, so a failure leaves nothing half-written."""
     if not path.parent.is_dir():
         raise DataError(f"{path}: its folder {path.parent} does not exist")
-    handle = tempfile.NamedTemporaryFile("w", newline="", encoding="utf-8", dir=path.parent,
-                                         prefix=f".{path.name}.", suffix=".tmp", delete=False)
     count = 0
-    try:
-        with handle:
-            writer = csv.writer(handle)
-            writer.writerow(["id", "split", "caption", "license", "credit", "image"])
-            for split in splits:
-                files = split.dataset.cast_column("image", datasets.Image(decode=False))
-                for row in files:
-                    writer.writerow([row["id"], split.name, row["caption"], row["license"], row["credit"],
-                                     row["image"]["path"] or "(embedded in the dataset)"])
-                    count += 1
-                for row in split.missing_rows:
-                    writer.writerow([row["id"], split.name, row["caption"], row["license"], row["credit"], ""])
-                    count += 1
-        os.replace(handle.name, path)
-    except BaseException:
-        os.unlink(handle.name)
-        raise
+    with atomic_file(path, newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["id", "split", "caption", "license", "credit", "image"])
+        for split in splits:
+            files = split.dataset.cast_column("image", datasets.Image(decode=False))
+            for row in files:
+                writer.writerow([row["id"], split.name, row["caption"], row["license"], row["credit"],
+                                 row["image"]["path"] or "(embedded in the dataset)"])
+                count += 1
+            for row in split.missing_rows:
+                writer.writerow([row["id"], split.name, row["caption"], row["license"], row["credit"], ""])
+                count += 1
     return count
 
 

@@ -51,6 +51,7 @@ import pyarrow.parquet as pq
 from . import parquet_pages
 from .cache import cache_root
 from .errors import first_line
+from .files import write_atomically
 
 IMAGE_COLUMN = "image"
 # Chooses rows from a table of rows' text (all columns but the image) whose first row is row
@@ -212,7 +213,7 @@ class HubSource:
             self.shards = _resolve_shards(self.source)
         if not manifest.is_file():
             written = {"source": self.source, "shards": self.shards, **described}
-            _write_atomically(manifest, json.dumps(written, indent=2).encode())
+            write_atomically(manifest, json.dumps(written, indent=2).encode(), permissions=0o644)
 
     @property
     def splits(self) -> list[str]:
@@ -242,13 +243,6 @@ def _clear(folder: Path) -> None:
     import shutil
 
     shutil.rmtree(folder, ignore_errors=True)
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    staging.write_bytes(data)
-    os.replace(staging, path)
 
 
 def _is_media(kind: pa.DataType) -> bool:
@@ -314,7 +308,7 @@ class HubSplit:
     def _keep_text(self, table: pa.Table) -> None:
         buffer = pa.BufferOutputStream()
         pq.write_table(table, buffer, compression="zstd")
-        _write_atomically(self._text_file, buffer.getvalue().to_pybytes())
+        write_atomically(self._text_file, buffer.getvalue().to_pybytes(), permissions=0o644)
 
     def _cached(self) -> dict[int, Path | None]:
         """Row -> its cached image file, or None for a row known to have no image (a `.none` marker)."""
@@ -407,11 +401,11 @@ class HubSplit:
     def _store(self, row: int, image: dict | bytes | None) -> Path | None:
         data = image.get("bytes") if isinstance(image, dict) else image
         if not data:  # no image in the source (a path-only value cannot be fetched from elsewhere)
-            _write_atomically(self._image_folder / f"{row:07d}.none", b"")
+            write_atomically(self._image_folder / f"{row:07d}.none", b"", permissions=0o644)
             return None
         stored_path = image.get("path") if isinstance(image, dict) else None
         path = self._image_folder / f"{row:07d}{_image_suffix(stored_path, data)}"
-        _write_atomically(path, data)
+        write_atomically(path, data, permissions=0o644)
         return path
 
     def stored_bytes(self) -> int:

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import hashlib
 import json
 import os
 import re
@@ -41,6 +40,7 @@ from pathlib import Path
 
 from . import data
 from .errors import first_line
+from .files import file_sha256
 from .variants import VARIANTS, get_variant
 
 REPO_ROOT = Path(__file__).resolve().parents[1]  # where `python -m finetune` is found
@@ -110,11 +110,6 @@ class Kept:
     removed: list[str]  # ids dropped by split hygiene
 
 
-def _digest(path: str) -> str:
-    with open(path, "rb") as file:
-        return hashlib.file_digest(file, "sha256").hexdigest()
-
-
 def prepare_data(args: argparse.Namespace) -> dict:
     """Read the three splits, drop rows shared with a later split, write DIR/data and DIR/data.json."""
     splits = {}
@@ -126,7 +121,7 @@ def prepare_data(args: argparse.Namespace) -> dict:
     later: set[str] = set()  # ids and image digests of the splits after this one (test first)
     for name in reversed(data.SPLITS):
         kept = splits[name]
-        keys = [(row["id"], _digest(row["image"])) for row in kept.rows]
+        keys = [(row["id"], file_sha256(row["image"])) for row in kept.rows]
         kept.removed = [row["id"] for row, (row_id, digest) in zip(kept.rows, keys) if {row_id, digest} & later]
         kept.rows = [row for row, (row_id, digest) in zip(kept.rows, keys) if not {row_id, digest} & later]
         later |= {key for pair in keys for key in pair}
