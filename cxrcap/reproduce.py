@@ -41,6 +41,7 @@ from pathlib import Path
 from . import data
 from .errors import first_line
 from .files import file_sha256
+from .runs import differences, push_folder
 from .variants import VARIANTS, get_variant
 
 REPO_ROOT = Path(__file__).resolve().parents[1]  # where `python -m finetune` is found
@@ -320,9 +321,6 @@ def check_can_push(prefix: str) -> None:
 
 
 def push(out: Path, prefix: str, summary: dict) -> None:
-    from huggingface_hub import HfApi
-
-    api = HfApi()
     staging = out / ".results-upload"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
@@ -333,9 +331,7 @@ def push(out: Path, prefix: str, summary: dict) -> None:
     folders = {name: checkpoint_dir(out, name) for name in ("git-base-ft", "blip-base-ft")} | {"results": staging}
     for name, (repo_id, repo_type) in hub_repos(prefix).items():
         try:
-            api.create_repo(repo_id, repo_type=repo_type, exist_ok=True)
-            api.upload_folder(repo_id=repo_id, repo_type=repo_type, folder_path=str(folders[name]),
-                              commit_message="python -m cxrcap reproduce")
+            push_folder(folders[name], repo_id, repo_type=repo_type, message="python -m cxrcap reproduce")
         except Exception as error:  # no network, no rights, offline mode: the local results stand either way
             raise ReproduceError(f"pushing {name} to {repo_id} failed ({first_line(error, 200)}); "
                                  f"everything is in {out}: rerun the same command to push again") from None
@@ -372,10 +368,9 @@ def _check_options(args: argparse.Namespace) -> None:
     path = args.out / OPTIONS_FILE
     if path.is_file():
         saved = json.loads(path.read_text(encoding="utf-8"))
-        differences = [f"{key} was {saved.get(key)!r}, now {value!r}" for key, value in options.items()
-                       if saved.get(key) != value]
-        if differences:
-            raise ReproduceError(f"{args.out} holds a run with other options ({'; '.join(differences)}): "
+        changed = differences(saved, options)
+        if changed:
+            raise ReproduceError(f"{args.out} holds a run with other options ({'; '.join(changed)}): "
                                  "rerun with the same options to continue it, or choose another --out")
     args.out.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(options, indent=2) + "\n", encoding="utf-8")

@@ -39,6 +39,7 @@ from cxrcap.data import DataError, SplitData, check_split_overlap, describe_sour
 from cxrcap.errors import first_line
 from cxrcap.metrics import corpus_scores, warm_up
 from cxrcap.preprocessing import describe, load_processor
+from cxrcap.runs import differences, push_folder
 from cxrcap.variants import get_variant
 from cxrcap.weights import BrokenCheckpoint
 
@@ -384,22 +385,11 @@ def check_checkpoint(folder: Path, identity: dict) -> None:
         raise FinetuneError(f"{folder} was not written by `python -m finetune` (no {RECIPE_FILE}); "
                             "resume only in the output folder of the same run")
     saved = json.loads(recipe_file.read_text(encoding="utf-8"))
-    differences = _differences(saved, identity)
-    if differences:
-        raise FinetuneError(f"{folder} belongs to a different run ({'; '.join(differences[:5])}); "
+    changed = differences(saved, identity)  # run, recipe, profile: most telling first
+    if changed:
+        raise FinetuneError(f"{folder} belongs to a different run ({'; '.join(changed[:5])}); "
                             "resume with the options it was started with, or use another --output-dir")
     _check_weights(folder, fix)
-
-
-def _differences(saved: dict, current: dict, where: str = "") -> list[str]:
-    found = []
-    for key in [*current, *(key for key in saved if key not in current)]:  # run, recipe, profile: most telling first
-        old, new = saved.get(key), current.get(key)
-        if isinstance(old, dict) and isinstance(new, dict):
-            found += _differences(old, new, f"{where}{key}.")
-        elif old != new:
-            found.append(f"{where}{key} was {old!r}, now {new!r}")
-    return found
 
 
 def _check_weights(folder: Path, fix: str) -> None:
@@ -500,11 +490,8 @@ def check_can_push() -> None:
 
 
 def push(output_dir: Path, repo_id: str) -> None:
-    from huggingface_hub import create_repo, upload_folder
-
     try:
-        create_repo(repo_id, exist_ok=True)
-        upload_folder(repo_id=repo_id, folder_path=str(output_dir), commit_message="fine-tuned with python -m finetune")
+        push_folder(output_dir, repo_id, message="fine-tuned with python -m finetune")
     except Exception as error:  # no token, no network, no rights: the local result stands either way
         raise FinetuneError(f"the model is saved in {output_dir} but pushing it to {repo_id} failed ({error}); "
                             "log in with `hf auth login` and retry with huggingface_hub's upload_folder") from None
