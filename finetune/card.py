@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from cxrcap.captioner import DecodeSettings, pick_device, pick_dtype
 from cxrcap.data import CHEST_XRAY_RULE, describe_source
 from cxrcap.metrics import CORPUS_KEYS
 from cxrcap.variants import get_variant
 
-if TYPE_CHECKING:
-    from .train import Prepared
+from .plan import Prepared
 
 RECIPE_FILE = "recipe.json"
 LOG_FILE = "training_log.json"
