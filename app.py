@@ -37,8 +37,9 @@ from cxrcap.app.upload import xray_upload  # noqa: E402
 from cxrcap.captioner import MAX_PROMPT_CHARS, quiet_library_logs  # noqa: E402
 from cxrcap.images import DICOM_SUFFIXES, ImageError  # noqa: E402
 from cxrcap.reproduce import use_checkpoints_in  # noqa: E402
+from cxrcap.files import file_sha256  # noqa: E402
 from cxrcap.results import OUTPUT_FILES  # noqa: E402
-from cxrcap.reviews import file_sha256, open_store  # noqa: E402
+from cxrcap.reviews import open_store  # noqa: E402
 from cxrcap.variants import EXTRA_ID, VARIANT_IDS, VARIANTS, parse_variant_ids  # noqa: E402
 from finetune.recipe import Recipe  # noqa: E402
 

@@ -29,7 +29,8 @@ from cxrcap.sources import load_split  # noqa: E402
 from cxrcap.tiny import tiny_sources  # noqa: E402
 from finetune.recipe import Recipe  # noqa: E402
 from cxrcap.captioner import quiet_library_logs  # noqa: E402
-from finetune.train import RunOptions, prepare  # noqa: E402
+from finetune.plan import RunOptions, make_plan  # noqa: E402
+from finetune.train import prepare  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data"
 BATCH = 16
@@ -71,7 +72,7 @@ def accumulation_difference(family: str, base_model: str, data: Path, output_dir
         options = RunOptions(family=family, data=str(data), base_model=base_model, output_dir=str(output_dir),
                              chest_only=False, max_train_samples=examples)
         recipe = Recipe(per_device_train_batch_size=batch, gradient_accumulation_steps=accumulation)
-        trainer = prepare(options, recipe, evaluate=False).trainer
+        trainer = prepare(make_plan(options, recipe, evaluate=False)).trainer
         gradients.append(update_gradient(trainer).double())
         del trainer
     accumulated, whole = gradients

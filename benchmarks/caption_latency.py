@@ -48,12 +48,11 @@ from cxrcap.captioner import (  # noqa: E402
     Captioner,
     DecodeSettings,
     quiet_library_logs,
-    stream_captions,
     to_dynamic_int8,
-    warm_up,
 )
 from cxrcap.images import load_image  # noqa: E402
 from cxrcap.preprocessing import load_processor  # noqa: E402
+from cxrcap.scheduler import stream_captions, warm_up  # noqa: E402
 from cxrcap.tiny import tiny_sources  # noqa: E402
 from app_process import running_app  # noqa: E402  (same folder)
 from cxrcap.variants import VARIANT_IDS, VARIANTS  # noqa: E402
@@ -208,8 +207,9 @@ def serve_in_a_fresh_process(sources: dict[str, str], image_path: Path, settings
         import time; start = time.perf_counter()
         import json, sys; sys.path.insert(0, {str(REPO)!r})
         import psutil
-        from cxrcap.captioner import Captioner, DecodeSettings, quiet_library_logs, stream_captions, warm_up
+        from cxrcap.captioner import Captioner, DecodeSettings, quiet_library_logs
         from cxrcap.images import load_image
+        from cxrcap.scheduler import stream_captions, warm_up
         quiet_library_logs(); imported = time.perf_counter()
         settings = DecodeSettings(max_new_tokens={settings.max_new_tokens})
         captioners = {{vid: Captioner(vid, src, untrained=True) for vid, src in {sources!r}.items()}}

@@ -30,8 +30,9 @@ from cxrcap import metrics
 from cxrcap.app.comparison import Comparison
 from cxrcap.app.example_cache import ExampleCache, caption_examples, cached_then_live, image_digest
 from cxrcap.app.examples import DEFAULT_FOLDER, load_examples
-from cxrcap.captioner import Captioner, DecodeSettings, pick_device, quiet_library_logs, stream_captions, warm_up
+from cxrcap.captioner import Captioner, DecodeSettings, pick_device, quiet_library_logs
 from cxrcap.images import load_image
+from cxrcap.scheduler import stream_captions, warm_up
 from cxrcap.tiny import tiny_sources
 from cxrcap.variants import VARIANT_IDS
 

@@ -35,10 +35,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from cxrcap.cache import building, cache_root  # noqa: E402
-from cxrcap.captioner import DecodeSettings, quiet_library_logs, stream_captions, warm_up  # noqa: E402
+from cxrcap.captioner import DecodeSettings, quiet_library_logs  # noqa: E402
 from cxrcap.extra import ExtraCaptioner  # noqa: E402
 from cxrcap.images import load_image  # noqa: E402
 from cxrcap.lineup import build_captioners  # noqa: E402
+from cxrcap.scheduler import stream_captions, warm_up  # noqa: E402
 from cxrcap.tiny import tiny_sources  # noqa: E402
 from cxrcap.tiny_vlm import tiny_vlm_source  # noqa: E402
 from cxrcap.variants import VARIANT_IDS  # noqa: E402

@@ -38,7 +38,8 @@ sys.path.insert(0, str(REPO))
 
 from cxrcap.tiny import tiny_sources  # noqa: E402
 from finetune.recipe import Recipe  # noqa: E402
-from finetune.train import RunOptions, prepare  # noqa: E402
+from finetune.plan import RunOptions, make_plan  # noqa: E402
+from finetune.train import prepare  # noqa: E402
 
 EXAMPLES = REPO.parent / "shared" / "data" / "cxr-examples"
 TRAIN_IMAGES = 96  # a multiple of 16: every update sees a full batch
@@ -87,7 +88,7 @@ def measure(family: str, base_model: str, name: str, *, fast: bool, compile_mode
                              torch_compile=compile_model, logging_steps=1)
         recipe = Recipe()
         clock = StepClock()
-        prepared = prepare(options, recipe, evaluate=False, callbacks=[clock])
+        prepared = prepare(make_plan(options, recipe, evaluate=False), callbacks=[clock])
         trainer = prepared.trainer
         if torch.cuda.is_available():
             torch.cuda.reset_peak_memory_stats()

@@ -30,13 +30,14 @@ sys.path.insert(0, str(REPO))
 
 from cxrcap.app.example_cache import ExampleCache, caption_examples, image_digest  # noqa: E402
 from cxrcap.captioner import (  # noqa: E402
-    MODEL_CLASSES, Captioner, DecodeSettings, _first_line, dtype_name, pick_device, pick_dtype, quiet_library_logs,
-    stream_captions,
+    MODEL_CLASSES, Captioner, DecodeSettings, dtype_name, pick_device, pick_dtype, quiet_library_logs,
 )
+from cxrcap.errors import first_line  # noqa: E402
 from cxrcap.extra import ExtraCaptioner  # noqa: E402
 from cxrcap.heatmaps import compute_heatmaps  # noqa: E402
 from cxrcap.images import load_image  # noqa: E402
 from cxrcap.report import generate_predictions  # noqa: E402
+from cxrcap.scheduler import stream_captions  # noqa: E402
 from cxrcap.tiny import tiny_sources  # noqa: E402
 from cxrcap.variants import VARIANT_IDS  # noqa: E402
 from finetune.train import in_app_precision  # noqa: E402
@@ -159,7 +160,7 @@ def main() -> int:
                 used = list(check(models))
             except Exception as error:  # every path is reported, whatever fails
                 failed += 1
-                print(f"{size:5} {label:32} FAIL  {type(error).__name__}: {_first_line(error)}", flush=True)
+                print(f"{size:5} {label:32} FAIL  {type(error).__name__}: {first_line(error)}", flush=True)
                 continue
             ran_in = ", ".join(sorted({dtype_name(model.dtype) for model in used})) or "-"
             outcome = "pass" if used else "n/a "

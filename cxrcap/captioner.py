@@ -1,59 +1,45 @@
 """Load a variant's processor and model (hub id or local folder) and caption images.
 
 One factory for both families: callers hold a `Captioner` and never ask whether it is
-GIT or BLIP. Loading is lazy, happens once, and any failure becomes `VariantUnavailable`
-with a message that says what to do, so the other variants keep working; a checkpoint that
-would leave weights random (missing, wrong-shaped, damaged file) is such a failure (`weights.py`).
-
-Speed on a CPU (benchmarks/README.md has the measurements): a decoding step reads every
-decoder weight for one token, so it is bound by memory bandwidth, which two cores streaming two
-models at once use better than two threads on one model. `stream_captions` therefore captions
-two variants at a time, each on one core, in fp32 with `generate()` (the naive path's tokens),
-sharing the image's pre-processing between variants with the same processor. Opt-in:
-`quantize_int8=True` (or `CXRCAP_INT8=1`), dynamic int8 Linear layers: faster, but captions
-can differ from fp32 ones.
+GIT or BLIP. Loading is lazy, happens once (through `checkpoints.load_checkpoint`), and any
+failure becomes `VariantUnavailable` with a message that says what to do, so the other variants
+keep working; a checkpoint that would leave weights random (missing, wrong-shaped, damaged file)
+is such a failure (`weights.py`). Captions come from `generate()` (the naive path's tokens), in
+fp32 on a CPU; who captions when is `scheduler.py`'s concern. Opt-in: `quantize_int8=True` (or
+`CXRCAP_INT8=1`), dynamic int8 Linear layers: faster, but captions can differ from fp32 ones.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import hashlib
-import itertools
-import logging
 import os
-import queue
 import threading
 import time
 import warnings
-from collections.abc import Iterator, Sequence
-from concurrent.futures import Future, as_completed
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from PIL import Image
 from transformers import (
-    AutoConfig,
     BlipForConditionalGeneration,
     GitForCausalLM,
     PreTrainedModel,
 )
 
+from .checkpoints import ConfigUnreadable, FilesUnreadable, is_local, load_checkpoint, looks_like_a_path
+from .errors import first_line
 from .preprocessing import centre_crop_requested, load_processor
 from .variants import Variant, get_variant
-from .weights import BrokenCheckpoint, load_weights
+from .weights import BrokenCheckpoint
 
-log = logging.getLogger(__name__)
 MODEL_CLASSES: dict[str, type[PreTrainedModel]] = {
     "git": GitForCausalLM,
     "blip": BlipForConditionalGeneration,
 }
 UNTRAINED_NOTE = "untrained tiny random weights: not a real caption"
-# torch's thread count as the process started (stream_captions' workers set their own, per
-# thread, which also changes what torch.get_num_threads() reports afterwards).
-_CPU_THREADS = torch.get_num_threads()
-LOW_PRIORITY_NICE = 10  # Linux nice value of threads that must leave the cores to the study's captions (see benchmarks/README.md)
 
 
 class VariantUnavailable(RuntimeError):
@@ -138,20 +124,6 @@ def dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")
 
 
-def _is_local(source: str) -> bool:
-    return Path(source).expanduser().exists()
-
-
-def _looks_like_a_path(source: str) -> bool:
-    """A hub id is `name` or `owner/name`; anything else was meant as a folder."""
-    return source.startswith(("/", ".", "~")) or source.count("/") > 1 or "\\" in source
-
-
-# from_pretrained is not thread-safe (it builds models under process-wide init contexts, e.g.
-# on the meta device): variants load one at a time even when requests and workers race.
-_LOADING = threading.Lock()
-
-
 def env_flag(name: str, default: bool) -> bool:
     value = os.environ.get(name, "").strip().lower()
     return default if not value else value not in ("0", "false", "no", "off")
@@ -234,30 +206,31 @@ class Captioner:
 
     def _load(self) -> tuple[object, PreTrainedModel]:
         variant, source = self.variant, self.source
-        if not _is_local(source) and (_looks_like_a_path(source) or variant.fine_tuned and source == variant.default_source):
+        if not is_local(source) and (looks_like_a_path(source) or variant.fine_tuned and source == variant.default_source):
             raise VariantUnavailable(variant, f"the folder {source!r} does not exist")
-        where = f"folder {source!r}" if _is_local(source) else f"hub id {source!r}"
+        where = f"folder {source!r}" if is_local(source) else f"hub id {source!r}"
+
+        def check(config) -> None:
+            if config.model_type != variant.family:
+                raise VariantUnavailable(
+                    variant, f"{where} holds a {config.model_type!r} model, not a {variant.family!r} model"
+                )
+
+        # a fine-tuned checkpoint's processor is what it was trained with; a base one is made whole
+        whole = not variant.fine_tuned and not centre_crop_requested()
         try:
-            config = AutoConfig.from_pretrained(source)
-        except (OSError, ValueError) as error:
-            if _is_local(source):
-                raise VariantUnavailable(variant, f"{where} has no readable model config ({_first_line(error)})") from None
+            processor, model = load_checkpoint(source, MODEL_CLASSES[variant.family], check=check, dtype=self.dtype,
+                                               processor=lambda: load_processor(source, whole=whole))
+        except ConfigUnreadable as error:
+            if is_local(source):
+                raise VariantUnavailable(variant, f"{where} has no readable model config ({first_line(error.__cause__)})") from None
             raise VariantUnavailable(
                 variant, f"{where} is not in the local cache and the Hugging Face hub cannot be reached"
             ) from None
-        if config.model_type != variant.family:
-            raise VariantUnavailable(
-                variant, f"{where} holds a {config.model_type!r} model, not a {variant.family!r} model"
-            )
-        try:
-            with _LOADING:
-                # a fine-tuned checkpoint's processor is what it was trained with; a base one is made whole
-                processor = load_processor(source, whole=not variant.fine_tuned and not centre_crop_requested())
-                model = load_weights(MODEL_CLASSES[variant.family], source, dtype=self.dtype)
         except BrokenCheckpoint as error:  # missing, wrong-shaped or damaged weights, named
             raise VariantUnavailable(variant, f"{where} {error}") from None
-        except Exception as error:  # other unreadable files surface as many types
-            raise VariantUnavailable(variant, f"{where} could not be loaded ({_first_line(error)})") from None
+        except FilesUnreadable as error:  # other unreadable files surface as many types
+            raise VariantUnavailable(variant, f"{where} could not be loaded ({first_line(error.__cause__)})") from None
         model.to(self.device).eval()
         return processor, model
 
@@ -271,7 +244,7 @@ class Captioner:
         return self._fingerprint
 
     def _fingerprint_of_loaded(self, model: PreTrainedModel) -> str:
-        if _is_local(self.source):
+        if is_local(self.source):
             folder = Path(self.source).expanduser()
             files = sorted(path for path in folder.rglob("*") if path.is_file())
             revision = "\n".join(f"{path.relative_to(folder)} {path.stat().st_size} {path.stat().st_mtime_ns}" for path in files)
@@ -346,11 +319,6 @@ def to_dynamic_int8(model: PreTrainedModel) -> None:
         quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
 
 
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return (text[0] if text else type(error).__name__)[:300]
-
-
 CHARS_PER_WORD = 16  # with max_words, the caption's length in characters (runs without spaces)
 
 
@@ -385,149 +353,3 @@ class CaptionResult:
     def __post_init__(self):  # read back from JSON (the app's example cache), these come as lists
         object.__setattr__(self, "notes", tuple(self.notes))
         object.__setattr__(self, "token_ids", tuple(self.token_ids))
-
-
-def stream_captions(
-    captioners: dict[str, Captioner],
-    image: Image.Image,
-    settings: DecodeSettings = DecodeSettings(),
-    *,
-    workers: int | None = None,
-    background: bool = False,
-) -> Iterator[CaptionResult]:
-    """Caption one image with every variant, yielding each result as soon as it is ready.
-
-    Results come in completion order. Captioners with the same image processor share one
-    pre-processing of the image. `workers` variants run at once, each on its share of the CPU
-    threads (default: `CXRCAP_WORKERS`, else 2 when every captioner is on a CPU with 2+ threads,
-    else 1). The worker threads are shared by all requests, so concurrent requests queue for
-    them instead of oversubscribing the cores. A `low_priority` captioner (the extra slot) runs
-    on a thread of its own at a lower CPU priority instead, so the four never wait for it.
-
-    background: work nobody waits for (the app's example cache). Its variants always run on the
-    worker threads, behind every caption a person asked for: one waiting for a worker is taken
-    before any background one, so a request never waits longer than one variant's caption that
-    had already started.
-    """
-    workers = workers or _default_workers(captioners)
-    pixels = _SharedPixels(image)
-
-    def run(variant_id: str, captioner: Captioner) -> CaptionResult:
-        start = time.perf_counter()
-        int8 = captioner.quantize_int8
-        failed = functools.partial(CaptionResult, variant_id, None, 0.0, untrained=captioner.untrained, int8=int8,
-                                   notes=captioner.notes(settings))
-        try:
-            token_ids = captioner.generate_ids(pixels.of(captioner), settings)
-            (text,), (ids,) = captioner.decode(token_ids), captioner.content_ids(token_ids)
-        except VariantUnavailable as error:
-            return failed(error=str(error), unavailable=True, loading=isinstance(error, StillLoading))
-        except Exception as error:  # one variant failing must not take the others down
-            log.exception("%s failed to caption", variant_id)
-            return failed(error=f"captioning failed ({type(error).__name__}: {_first_line(error)})")
-        caption, full_text = cap_caption(text, settings.max_new_tokens)
-        return CaptionResult(variant_id, caption, time.perf_counter() - start, untrained=captioner.untrained, int8=int8,
-                             full_text=full_text, notes=captioner.notes(settings),
-                             token_ids=ids if full_text is None else ())  # a cut caption: its ids are unknown
-
-    if workers <= 1 and not background:
-        for variant_id, captioner in captioners.items():
-            yield run(variant_id, captioner)
-        return
-    pool = _caption_workers(workers)
-    futures = [(_low_priority_lane() if captioner.low_priority else pool).submit(run, vid, captioner, background=background)
-               for vid, captioner in captioners.items()]
-    try:
-        for future in as_completed(futures):
-            yield future.result()
-    finally:  # the caller stopped early: do not start the variants it no longer waits for
-        for future in futures:
-            future.cancel()
-
-
-def warm_up(captioners: dict[str, Captioner]) -> list[CaptionResult]:
-    """Load every captioner and caption a blank image once, so the first real request pays no
-    one-off costs (page faults on the weights, first-call set-up). It runs as requests do
-    (`stream_captions`): with two or more workers, on the shared caption workers, so a request
-    arriving meanwhile queues behind it instead of fighting it for the cores, which slows both
-    several-fold on two cores; with one, on the calling thread."""
-    return list(stream_captions(captioners, Image.new("RGB", (64, 64)), DecodeSettings(max_new_tokens=2)))
-
-
-def lower_this_threads_priority() -> None:
-    """Let the study's captions run first: on Linux, a thread's nice value is its own."""
-    try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), LOW_PRIORITY_NICE)
-    except (AttributeError, OSError):  # not Linux, or not permitted: run at normal priority
-        pass
-
-
-def _default_workers(captioners: dict[str, Captioner]) -> int:
-    value = os.environ.get("CXRCAP_WORKERS", "").strip()
-    if value:
-        if not value.isdigit() or int(value) < 1:
-            raise ValueError(f"CXRCAP_WORKERS must be a whole number of at least 1, not {value!r}")
-        return int(value)
-    on_cpu = all(captioner.device.type == "cpu" for captioner in captioners.values())
-    return 2 if on_cpu and _CPU_THREADS >= 2 else 1
-
-
-@functools.cache
-def _caption_workers(workers: int) -> _CaptionWorkers:
-    return _CaptionWorkers(workers, "caption")
-
-
-@functools.cache
-def _low_priority_lane() -> _CaptionWorkers:
-    """One thread of its own for `Captioner.low_priority` captioners, at a lower CPU priority:
-    it uses the cores the study's workers leave idle, and gives them back as soon as they need them."""
-    return _CaptionWorkers(1, "low-priority", low_priority=True)
-
-
-class _CaptionWorkers:
-    """Long-lived threads, each running torch on CPU_THREADS // workers threads, taking caption
-    jobs from one queue: a person's jobs first (in arrival order), then background ones."""
-
-    _PERSON, _BACKGROUND = 0, 1
-
-    def __init__(self, workers: int, name: str, low_priority: bool = False):
-        self._jobs: queue.PriorityQueue = queue.PriorityQueue()
-        self._arrival = itertools.count()  # ties keep arrival order (and never compare jobs)
-        for number in range(workers):
-            threading.Thread(target=self._work, args=(max(1, _CPU_THREADS // workers), low_priority),
-                             name=f"cxrcap-{name}_{number}", daemon=True).start()
-
-    def submit(self, function, *args, background: bool = False) -> Future:
-        future: Future = Future()
-        rank = self._BACKGROUND if background else self._PERSON
-        self._jobs.put((rank, next(self._arrival), future, function, args))
-        return future
-
-    def _work(self, threads: int, low_priority: bool) -> None:
-        if low_priority:
-            lower_this_threads_priority()
-        torch.set_num_threads(threads)
-        while True:
-            _, _, future, function, args = self._jobs.get()
-            if not future.set_running_or_notify_cancel():  # cancelled while it waited
-                continue
-            try:
-                future.set_result(function(*args))
-            except BaseException as error:  # handed to whoever waits on the future
-                future.set_exception(error)
-
-
-class _SharedPixels:
-    """One image's pixel values per distinct image processor, computed once (thread-safe)."""
-
-    def __init__(self, image: Image.Image):
-        self.image = image
-        self._by_processor: dict[str, torch.Tensor] = {}
-        self._lock = threading.Lock()
-
-    def of(self, captioner: Captioner) -> torch.Tensor:
-        key = captioner.preprocessing_key
-        with self._lock:
-            if key not in self._by_processor:
-                self._by_processor[key] = captioner.preprocess([self.image])
-            return self._by_processor[key]

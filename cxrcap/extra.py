@@ -25,7 +25,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import re
 import struct
 import threading
 import time
@@ -35,26 +34,25 @@ from pathlib import Path
 
 import torch
 from PIL import Image
-from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
+from transformers import AutoModelForImageTextToText, AutoProcessor
 from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
 
 from .captioner import (
-    _LOADING,
     Captioner,
     DecodeSettings,
     StillLoading,
     VariantUnavailable,
-    _is_local,
-    _looks_like_a_path,
     dtype_from_env,
     env_flag,
-    lower_this_threads_priority,
     pick_device,
     pick_dtype,
 )
+from .checkpoints import ConfigUnreadable, FilesUnreadable, is_local, load_checkpoint, looks_like_a_path
+from .errors import library_text
 from .preprocessing import BACKEND
+from .scheduler import lower_this_threads_priority
 from .variants import EXTRA_ID, VARIANTS
-from .weights import BrokenCheckpoint, load_weights
+from .weights import BrokenCheckpoint
 
 log = logging.getLogger(__name__)
 EXTRA = VARIANTS[EXTRA_ID]
@@ -81,9 +79,6 @@ MODEL_FILES = (
     ("weights", ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json"),
      "save the model into the folder with save_pretrained, or copy its weights from its hub page"),
 )
-LIBRARY_TEXT_CHARS = 200  # a library's error on a card: its first line, at most this long
-# An absolute path in a library's error (a URL's "//host/..." is not one): shown by its last name.
-_ABSOLUTE_PATH = re.compile(r"(?<![\w:/])/[^\s'\"`,;()]+")
 DTYPE_BYTES = {"F64": 8, "I64": 8, "F32": 4, "I32": 4, "BF16": 2, "F16": 2, "I16": 2,
                "F8_E4M3": 1, "F8_E5M2": 1, "I8": 1, "U8": 1, "BOOL": 1}  # safetensors' dtype names
 
@@ -124,7 +119,7 @@ def weights_size(source: str, ask_hub: Callable[[str], int | None] = hub_paramet
     parameters = _local_parameters(folder) if folder is not None else None
     if parameters is not None:
         return WeightsSize(parameters)
-    if _is_local(source) or (folder is not None and any(folder.glob("pytorch_model*.bin"))):
+    if is_local(source) or (folder is not None and any(folder.glob("pytorch_model*.bin"))):
         return None  # its weights are here, not as safetensors
     try:
         parameters = ask_hub(source)
@@ -139,7 +134,7 @@ def _size_unknown(repo_id: str, error: Exception) -> VariantUnavailable:
     if is_offline_mode():
         reason, fix = "HF_HUB_OFFLINE is set", "unset HF_HUB_OFFLINE, so that its size is checked before it downloads"
     else:
-        reason, fix = f"the hub did not answer: {_library_text(error)}", "try again when the hub can be reached"
+        reason, fix = f"the hub did not answer: {library_text(error)}", "try again when the hub can be reached"
     return VariantUnavailable(
         EXTRA, f"{repo_id!r} is not downloaded yet and the size of its weights cannot be read from the hub ({reason}), "
         "so it is not loaded: it might not fit in memory",
@@ -168,7 +163,7 @@ def _local_parameters(folder: Path) -> int | None:
 
 def _cached_folder(source: str) -> Path | None:
     """The folder holding `source`'s files: itself, or a hub id's snapshot in the local cache."""
-    if _is_local(source):
+    if is_local(source):
         return Path(source).expanduser()
     from huggingface_hub import try_to_load_from_cache
 
@@ -256,7 +251,7 @@ class ExtraCaptioner(Captioner):
         device = device or pick_device()
         super().__init__(EXTRA, source, untrained=untrained, device=device, dtype=_dtype_for(device), quantize_int8=False)
         self.source = source  # '' (no model named) stays '': the load says how to name one
-        self.name = name or (Path(source).name if _looks_like_a_path(source) or _is_local(source) else source)
+        self.name = name or (Path(source).name if looks_like_a_path(source) or is_local(source) else source)
         self.prompt = (prompt or "").strip() or DEFAULT_PROMPT
         self.trust_remote_code = env_flag(TRUST_REMOTE_CODE, False) if trust_remote_code is None else trust_remote_code
         self.licence: str | None = None
@@ -334,9 +329,35 @@ class ExtraCaptioner(Captioner):
         if not self.source:
             raise VariantUnavailable(EXTRA, "no model is named")
         where = f"{self.name!r}"
-        if not _is_local(self.source) and _looks_like_a_path(self.source):
+        if not is_local(self.source) and looks_like_a_path(self.source):
             raise VariantUnavailable(EXTRA, f"the folder {where} does not exist", "name an existing folder or a hub id")
-        config = self._config(where)
+        try:
+            processor, model = load_checkpoint(
+                self.source, AutoModelForImageTextToText, check=lambda config: self._check(config, where),
+                processor=lambda: AutoProcessor.from_pretrained(self.source, trust_remote_code=self.trust_remote_code,
+                                                                backend=BACKEND),  # as the four: cxrcap.preprocessing
+                dtype=self.dtype, trust_remote_code=self.trust_remote_code,
+            )
+        except ConfigUnreadable as error:
+            raise _config_error(error.__cause__, where, self.source) from None
+        except BrokenCheckpoint as error:  # missing, wrong-shaped or damaged weights, named
+            raise VariantUnavailable(EXTRA, f"{where} {error}", "download it again, or choose another model") from None
+        except FilesUnreadable as error:  # a file missing or unreadable, a processor this version lacks, ...
+            problem = _folder_problem(Path(self.source).expanduser()) if is_local(self.source) else None
+            reason, fix = problem or (f"could not be loaded ({library_text(error.__cause__)})",
+                                      "check the model's files, or choose another model")
+            raise VariantUnavailable(EXTRA, f"{where} {reason}", fix) from None
+        tokenizer = getattr(processor, "tokenizer", None)
+        if tokenizer is None:
+            raise VariantUnavailable(EXTRA, f"{where} has no tokenizer in its processor", "choose another model")
+        tokenizer.padding_side = "left"  # decoder-only models continue each prompt from its end
+        self._instructable = bool(getattr(processor, "chat_template", None))
+        self._task_prompt = TASK_PROMPTS.get(model.config.model_type)
+        model.to(self.device).eval()
+        return processor, model
+
+    def _check(self, config, where: str) -> None:
+        """Before the weights load: a model transformers runs for image-text-to-text, that fits in memory."""
         model_type = config.model_type
         auto_map = getattr(config, "auto_map", None) or {}
         if model_type not in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES and "AutoModelForImageTextToText" not in auto_map:
@@ -351,33 +372,6 @@ class ExtraCaptioner(Captioner):
         else:
             check_fits(self.name, self.size, self.device, self.dtype, free_memory(self.device))
         self.licence = read_licence(self.source)
-        try:
-            with _LOADING:
-                processor = AutoProcessor.from_pretrained(self.source, trust_remote_code=self.trust_remote_code,
-                                                          backend=BACKEND)  # as the four: cxrcap.preprocessing
-                model = load_weights(AutoModelForImageTextToText, self.source, dtype=self.dtype,
-                                     trust_remote_code=self.trust_remote_code)
-        except BrokenCheckpoint as error:  # missing, wrong-shaped or damaged weights, named
-            raise VariantUnavailable(EXTRA, f"{where} {error}", "download it again, or choose another model") from None
-        except Exception as error:  # a file missing or unreadable, a processor this version lacks, ...
-            problem = _folder_problem(Path(self.source).expanduser()) if _is_local(self.source) else None
-            reason, fix = problem or (f"could not be loaded ({_library_text(error)})",
-                                      "check the model's files, or choose another model")
-            raise VariantUnavailable(EXTRA, f"{where} {reason}", fix) from None
-        tokenizer = getattr(processor, "tokenizer", None)
-        if tokenizer is None:
-            raise VariantUnavailable(EXTRA, f"{where} has no tokenizer in its processor", "choose another model")
-        tokenizer.padding_side = "left"  # decoder-only models continue each prompt from its end
-        self._instructable = bool(getattr(processor, "chat_template", None))
-        self._task_prompt = TASK_PROMPTS.get(model_type)
-        model.to(self.device).eval()
-        return processor, model
-
-    def _config(self, where: str):
-        try:
-            return AutoConfig.from_pretrained(self.source, trust_remote_code=self.trust_remote_code)
-        except Exception as error:
-            raise _config_error(error, where, self.source) from None
 
     # ------------------------------------------------------------ captioning
 
@@ -457,9 +451,9 @@ def _config_error(error: Exception, where: str, source: str) -> VariantUnavailab
     if any(isinstance(cause, RepositoryNotFoundError) for cause in causes):
         return VariantUnavailable(EXTRA, f"no model {where} on the hub (or it is private)",
                                   "check the id; for a private model set HF_TOKEN")
-    if _is_local(source):
+    if is_local(source):
         reason, fix = _folder_problem(Path(source).expanduser()) or (
-            f"has no readable model config ({_library_text(error)})",
+            f"has no readable model config ({library_text(error)})",
             "point it at a folder saved with save_pretrained, or a hub id")
         return VariantUnavailable(EXTRA, f"the folder {where} {reason}", fix)
     if "model_type" in text or "Unrecognized model" in text:
@@ -487,13 +481,3 @@ def _folder_problem(folder: Path) -> tuple[str, str] | None:
         if not any((folder / name).is_file() for name in names):
             return f"has no {what} ({' or '.join(names)})", fix
     return None
-
-
-def _library_text(error: BaseException) -> str:
-    """A library's error for a card: its first line, each absolute path shown by its last name
-    (a server's paths are not for its visitors), cut at a word's end."""
-    lines = str(error).strip().splitlines()
-    text = _ABSOLUTE_PATH.sub(lambda path: Path(path[0]).name, lines[0] if lines else type(error).__name__)
-    if len(text) <= LIBRARY_TEXT_CHARS:
-        return text
-    return text[:LIBRARY_TEXT_CHARS + 1].rsplit(" ", 1)[0] + " …"

@@ -67,7 +67,8 @@ import torch
 from PIL import Image
 from transformers import DynamicCache
 
-from .captioner import Captioner, VariantUnavailable, _first_line, dtype_name
+from .captioner import Captioner, VariantUnavailable, dtype_name
+from .errors import first_line
 from .findings import extract_findings
 
 log = logging.getLogger(__name__)
@@ -220,7 +221,7 @@ def heatmaps_or_reason(
         return str(error)
     except Exception as error:
         log.exception("%s: computing heatmaps failed", captioner.label)
-        return f"{captioner.label}: computing them failed ({type(error).__name__}: {_first_line(error)})"
+        return f"{captioner.label}: computing them failed ({type(error).__name__}: {first_line(error)})"
 
 
 def group_word_pieces(tokens: Sequence[str]) -> tuple[list[str], list[list[int]]]:

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import hashlib
 import json
 import os
 import re
@@ -43,6 +42,9 @@ import datasets
 
 from . import sources
 from .cli.data import split_report
+from .errors import first_line
+from .files import file_sha256
+from .runs import push_folder
 from .variants import VARIANTS, get_variant
 
 REPO_ROOT = Path(__file__).resolve().parents[1]  # where `python -m finetune` is found
@@ -112,11 +114,6 @@ class Kept:
     removed: list[str]  # ids dropped by split hygiene
 
 
-def _digest(path: str) -> str:
-    with open(path, "rb") as file:
-        return hashlib.file_digest(file, "sha256").hexdigest()
-
-
 def prepare_data(args: argparse.Namespace) -> dict:
     """Read the three splits, drop rows shared with a later split, write DIR/data and DIR/data.json."""
     splits = {}
@@ -128,7 +125,7 @@ def prepare_data(args: argparse.Namespace) -> dict:
     later: set[str] = set()  # ids and image digests of the splits after this one (test first)
     for name in reversed(sources.SPLITS):
         kept = splits[name]
-        keys = [(row["id"], _digest(row["image"])) for row in kept.rows]
+        keys = [(row["id"], file_sha256(row["image"])) for row in kept.rows]
         kept.removed = [row["id"] for row, (row_id, digest) in zip(kept.rows, keys) if {row_id, digest} & later]
         kept.rows = [row for row, (row_id, digest) in zip(kept.rows, keys) if not {row_id, digest} & later]
         later |= {key for pair in keys for key in pair}
@@ -327,9 +324,6 @@ def check_can_push(prefix: str) -> None:
 
 
 def push(out: Path, prefix: str, summary: dict) -> None:
-    from huggingface_hub import HfApi
-
-    api = HfApi()
     staging = out / ".results-upload"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
@@ -340,11 +334,9 @@ def push(out: Path, prefix: str, summary: dict) -> None:
     folders = {name: checkpoint_dir(out, name) for name in ("git-base-ft", "blip-base-ft")} | {"results": staging}
     for name, (repo_id, repo_type) in hub_repos(prefix).items():
         try:
-            api.create_repo(repo_id, repo_type=repo_type, exist_ok=True)
-            api.upload_folder(repo_id=repo_id, repo_type=repo_type, folder_path=str(folders[name]),
-                              commit_message="python -m cxrcap reproduce")
+            push_folder(folders[name], repo_id, repo_type=repo_type, message="python -m cxrcap reproduce")
         except Exception as error:  # no network, no rights, offline mode: the local results stand either way
-            raise ReproduceError(f"pushing {name} to {repo_id} failed ({str(error).strip().splitlines()[0][:200]}); "
+            raise ReproduceError(f"pushing {name} to {repo_id} failed ({first_line(error, 200)}); "
                                  f"everything is in {out}: rerun the same command to push again") from None
         print(f"pushed {name} to https://huggingface.co/{'datasets/' if repo_type == 'dataset' else ''}{repo_id}")
     shutil.rmtree(staging)

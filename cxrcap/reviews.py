@@ -20,7 +20,6 @@ private dataset every `CXRCAP_REVIEWS_EVERY` minutes.
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 import logging
@@ -102,11 +101,6 @@ def default_database() -> Path:
     if os.environ.get("SPACE_ID") and os.access("/data", os.W_OK):
         return Path("/data/reviews.sqlite")  # Spaces mount persistent storage there; elsewhere it vanishes on restart
     return Path("data") / "reviews.sqlite"
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    with open(path, "rb") as file:
-        return hashlib.file_digest(file, "sha256").hexdigest()
 
 
 @dataclass(frozen=True)

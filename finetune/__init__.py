@@ -4,7 +4,8 @@
 never imports `finetune`.
 """
 
+from .plan import FinetuneError, RunOptions
 from .recipe import Recipe
-from .train import FinetuneError, RunOptions, run
+from .train import run
 
 __all__ = ["FinetuneError", "Recipe", "RunOptions", "run"]

@@ -13,31 +13,42 @@ Examples:
 from __future__ import annotations
 
 import sys
+from typing import NoReturn
 
 from transformers import HfArgumentParser
 
 from cxrcap.images import ImageError
 
-from .recipe import Recipe, make_profile
-from .train import FinetuneError, RunOptions, run, trainer_arguments
+from .plan import FinetuneError, RefusedValue, RunOptions
+from .recipe import Recipe
+from .train import run
+
+PROG = "python -m finetune"
 
 
 def parse(argv: list[str] | None = None) -> tuple[RunOptions, Recipe]:
     """The options and the recipe; a value refused exits with one line and status 2, as argparse does."""
-    parser = HfArgumentParser((RunOptions, Recipe), prog="python -m finetune", description=__doc__.split("\n\n")[0])
+    parser = HfArgumentParser((RunOptions, Recipe), prog=PROG, description=__doc__.split("\n\n")[0])
     try:
         options, recipe = parser.parse_args_into_dataclasses(args=argv)  # e.g. a batch size of 0
-        trainer_arguments(options, recipe, make_profile(recipe, fast=options.fast))  # e.g. an unknown scheduler
     except ValueError as error:
-        message = " ".join(str(error).split())
-        parser.exit(2, f"{parser.prog}: error: {message} (see --help)\n")
+        usage_error(error)
     return options, recipe
+
+
+def usage_error(error: ValueError) -> NoReturn:
+    """One line and status 2, as argparse's own errors."""
+    message = " ".join(str(error).split())
+    print(f"{PROG}: error: {message} (see --help)", file=sys.stderr)
+    sys.exit(2)
 
 
 def main(argv: list[str] | None = None) -> int:
     options, recipe = parse(argv)
     try:
         run(options, recipe)
+    except RefusedValue as error:  # e.g. an unknown scheduler, refused before any data or model is read
+        usage_error(error)
     except (FinetuneError, ImageError) as error:  # an ImageError names the row whose image is unreadable
         print(f"error: {error}", file=sys.stderr)
         return 1

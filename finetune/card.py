@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from cxrcap.captioner import DecodeSettings, pick_device, pick_dtype
 from cxrcap.chest_filter import CHEST_XRAY_RULE
@@ -16,8 +15,7 @@ from cxrcap.sources import describe_source
 from cxrcap.metrics import CORPUS_KEYS
 from cxrcap.variants import get_variant
 
-if TYPE_CHECKING:
-    from .train import Prepared
+from .plan import Prepared
 
 RECIPE_FILE = "recipe.json"
 LOG_FILE = "training_log.json"

@@ -23,95 +23,30 @@ import os
 import shutil
 import time
 import zipfile
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import torch
-from transformers import AutoConfig, EvalPrediction, PreTrainedModel, Trainer, TrainerCallback, TrainingArguments
-from transformers.integrations import get_reporting_integration_callbacks
+from transformers import EvalPrediction, PreTrainedModel, Trainer, TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
 
 from cxrcap.captioner import MODEL_CLASSES, pick_dtype
-from cxrcap.sources import DataError, SplitData, check_split_overlap, describe_source, filters_chest_xrays, load_split
+from cxrcap.checkpoints import ConfigUnreadable, FilesUnreadable, load_checkpoint
+from cxrcap.sources import DataError, SplitData, check_split_overlap, describe_source, load_split
+from cxrcap.errors import first_line
 from cxrcap.metrics import corpus_scores, warm_up
 from cxrcap.preprocessing import describe, load_processor
+from cxrcap.runs import differences, push_folder
 from cxrcap.variants import get_variant
-from cxrcap.weights import BrokenCheckpoint, load_weights
+from cxrcap.weights import BrokenCheckpoint
 
 from .card import RECIPE_FILE, overlap_note, write_json, write_outputs
 from .collate import IGNORE_INDEX, CaptionCollator, cache_tensors, undecoded
 from .loss import caption_loss_function, label_smoothing
-from .recipe import Profile, Recipe, make_profile, training_arguments
+from .plan import FinetuneError, Plan, Prepared, RunOptions, make_plan
+from .recipe import Recipe
 
 FAST_PAD_MULTIPLE = 8  # caption lengths in steps of 8: tensor-core friendly, fewer shapes to compile
-
-
-class FinetuneError(RuntimeError):
-    """The run cannot start or continue; the message says why and what to do."""
-
-
-@dataclass
-class RunOptions:
-    """What to train, on which data, and where the results go (the recipe is separate)."""
-
-    family: Literal["git", "blip"] = field(metadata={"help": "model family to fine-tune"})
-    data: str = field(
-        metadata={"help": "a ROCO checkout, an image folder with a captions CSV, or a hub dataset id"}
-    )
-    output_dir: str | None = field(
-        default=None, metadata={"help": "where the model goes; if not given, checkpoints/<family>-base-ft, where the app looks"}
-    )
-    base_model: str | None = field(
-        default=None, metadata={"help": "hub id or folder of the model to start from; if not given, the family's base variant"}
-    )
-    train_split: str = field(default="train", metadata={"help": "split to train on"})
-    eval_split: str = field(default="validation", metadata={"help": "split to validate on each epoch"})
-    chest_only: bool | None = field(
-        default=None, metadata={"help": "keep only chest X-rays (cxrcap.chest_filter's rule): true or false; if not given, "
-                                        "true for ROCO and hub datasets, false for image folders"}
-    )
-    image_column: str | None = field(default=None, metadata={"help": "CSV/hub column of image paths"})
-    caption_column: str | None = field(default=None, metadata={"help": "CSV/hub column of captions"})
-    max_train_samples: int | None = field(default=None, metadata={"help": "use only the first N training rows"})
-    max_eval_samples: int | None = field(default=None, metadata={"help": "use only the first N validation rows"})
-    max_steps: int = field(default=-1, metadata={"help": "stop after N updates (overrides the epochs; for trials)"})
-    resume: bool = field(default=False, metadata={"help": "continue from the last checkpoint in output_dir"})
-    fast: bool = field(default=False, metadata={"help": "same recipe without the waste (see finetune/recipe.py)"})
-    torch_compile: bool = field(
-        default=False, metadata={"help": "compile the model (pays off only for long runs: ~1 min to compile)"}
-    )
-    push_to_hub: str | None = field(default=None, metadata={"help": "also upload the result to this hub repo"})
-    logging_steps: int = field(default=10, metadata={"help": "log the training loss every N updates"})
-    report_to: str = field(default="none", metadata={"help": "experiment trackers (Trainer's names), or none"})
-
-    def __post_init__(self):
-        for name in ("max_train_samples", "max_eval_samples"):
-            if getattr(self, name) is not None and getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1")
-        self.base_model = self.base_model or get_variant(f"{self.family}-base").source
-        self.output_dir = self.output_dir or get_variant(f"{self.family}-base-ft").default_source
-
-    @property
-    def variant_id(self) -> str:
-        return f"{self.family}-base-ft"
-
-
-def run_identity(options: RunOptions, recipe: Recipe, profile: Profile) -> dict:
-    """Everything that shapes the training trajectory: a resumed run must match it exactly.
-    The chest filter as applied, not as asked (`--chest_only` unset means the source's default)."""
-    shaping = ("family", "base_model", "data", "train_split", "eval_split", "image_column",
-               "caption_column", "max_train_samples", "max_eval_samples", "max_steps")
-    try:
-        chest_only = filters_chest_xrays(options.data) if options.chest_only is None else options.chest_only
-    except DataError as error:
-        raise FinetuneError(f"cannot read the data: {error}") from None
-    return {
-        "run": {name: getattr(options, name) for name in shaping} | {"chest_only": chest_only},
-        "recipe": recipe.to_dict(),
-        "profile": profile.to_dict(),
-    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -141,26 +76,27 @@ def load_base_model(family: str, source: str, *, prefer_sdpa: bool, whole_image:
                     ) -> tuple[object, torch.nn.Module, str]:
     """Processor (resizing the whole image to a square unless `whole_image=False`: cxrcap.preprocessing),
     model and attention implementation of the base model."""
-    try:
-        config = AutoConfig.from_pretrained(source)
-        processor = load_processor(source, whole=whole_image)
-    except (OSError, ValueError) as error:
-        raise FinetuneError(
-            f"cannot load the base model {source!r} ({str(error).strip().splitlines()[0][:200]}); "
-            "pass --base-model a local folder, or connect to the Hugging Face hub once to cache it"
-        ) from None
-    if config.model_type != family:
-        raise FinetuneError(f"the base model {source!r} is a {config.model_type!r} model, not {family!r}")
-    model_class = MODEL_CLASSES[family]
+    def check(config) -> None:
+        if config.model_type != family:
+            raise FinetuneError(f"the base model {source!r} is a {config.model_type!r} model, not {family!r}")
+
+    def load(**weights) -> tuple[object, torch.nn.Module]:
+        return load_checkpoint(source, MODEL_CLASSES[family], check=check,
+                               processor=lambda: load_processor(source, whole=whole_image), **weights)
+
     try:  # load_weights refuses a checkpoint that would leave weights random: training would start from noise
         if prefer_sdpa:
             try:
-                return processor, load_weights(model_class, source, attn_implementation="sdpa"), "sdpa"
-            except BrokenCheckpoint:
-                raise
-            except ValueError:  # transformers 5.24 has no SDPA for GIT or BLIP; a later one may
-                pass
-        return processor, load_weights(model_class, source), "eager"
+                return *load(attn_implementation="sdpa"), "sdpa"
+            except FilesUnreadable as error:  # a ValueError: transformers 5.24 has no SDPA for GIT or BLIP; a later one may
+                if not isinstance(error.__cause__, ValueError):
+                    raise
+        return *load(), "eager"
+    except (ConfigUnreadable, FilesUnreadable) as error:
+        raise FinetuneError(
+            f"cannot load the base model {source!r} ({first_line(error.__cause__, 200)}); "
+            "pass --base-model a local folder, or connect to the Hugging Face hub once to cache it"
+        ) from None
     except BrokenCheckpoint as error:
         raise FinetuneError(f"the base model {source!r} {error}") from None
 
@@ -281,40 +217,12 @@ class SaveRecipe(TrainerCallback):
             write_json(folder / RECIPE_FILE, self.identity)
 
 
-@dataclass
-class Prepared:
-    """A trainer ready to train, and what the outputs describe."""
-
-    trainer: CaptionTrainer
-    options: RunOptions
-    recipe: Recipe
-    profile: Profile
-    identity: dict
-    train_split: SplitData
-    eval_split: SplitData
-    overlap: list[str]  # ids or identical images in both splits (cxrcap.sources' check)
-    attention: str
-    cache_seconds: float
-    preprocessing: dict[str, str]  # what the processor does to an image (cxrcap.preprocessing.describe)
-    label_smoothing: float  # the loss's, from the base checkpoint (finetune.loss)
-
-
-def trainer_arguments(options: RunOptions, recipe: Recipe, profile: Profile, *, evaluate: bool = True) -> TrainingArguments:
-    """The run's `TrainingArguments`; a ValueError says which value Trainer refuses, before any work is done."""
-    args = training_arguments(recipe, profile, options.output_dir, logging_steps=options.logging_steps,
-                              report_to=options.report_to, torch_compile=options.torch_compile, evaluate=evaluate,
-                              max_steps=options.max_steps)
-    get_reporting_integration_callbacks(args.report_to)  # an unknown tracker would fail only once Trainer is built
-    return args
-
-
-def prepare(options: RunOptions, recipe: Recipe, *, evaluate: bool = True, callbacks=()) -> Prepared:
-    """Everything up to `trainer.train()`: data, model, collator, arguments, checks."""
+def prepare(plan: Plan, *, callbacks=()) -> Prepared:
+    """Everything up to `trainer.train()`: data, model, collator, checks."""
+    options, recipe, profile, args, evaluate = plan.options, plan.recipe, plan.profile, plan.args, plan.evaluate
     if evaluate:
         warm_up()  # METEOR's WordNet loads in the background while the model trains its first epoch
-    profile = make_profile(recipe, fast=options.fast)
-    args = trainer_arguments(options, recipe, profile, evaluate=evaluate)
-    identity = run_identity(options, recipe, profile)
+    identity = plan.identity
     train_split, eval_split = load_splits(options)
     overlap = check_split_overlap([train_split, eval_split]) if evaluate else []
     processor, model, attention = load_base_model(options.family, options.base_model, prefer_sdpa=options.fast,
@@ -381,22 +289,11 @@ def check_checkpoint(folder: Path, identity: dict) -> None:
         raise FinetuneError(f"{folder} was not written by `python -m finetune` (no {RECIPE_FILE}); "
                             "resume only in the output folder of the same run")
     saved = json.loads(recipe_file.read_text(encoding="utf-8"))
-    differences = _differences(saved, identity)
-    if differences:
-        raise FinetuneError(f"{folder} belongs to a different run ({'; '.join(differences[:5])}); "
+    changed = differences(saved, identity)  # run, recipe, profile: most telling first
+    if changed:
+        raise FinetuneError(f"{folder} belongs to a different run ({'; '.join(changed[:5])}); "
                             "resume with the options it was started with, or use another --output-dir")
     _check_weights(folder, fix)
-
-
-def _differences(saved: dict, current: dict, where: str = "") -> list[str]:
-    found = []
-    for key in [*current, *(key for key in saved if key not in current)]:  # run, recipe, profile: most telling first
-        old, new = saved.get(key), current.get(key)
-        if isinstance(old, dict) and isinstance(new, dict):
-            found += _differences(old, new, f"{where}{key}.")
-        elif old != new:
-            found.append(f"{where}{key} was {old!r}, now {new!r}")
-    return found
 
 
 def _check_weights(folder: Path, fix: str) -> None:
@@ -422,21 +319,22 @@ def _check_weights(folder: Path, fix: str) -> None:
 
 
 def run(options: RunOptions, recipe: Recipe, *, callbacks=()) -> Path:
-    """Train and write the output folder; returns its path."""
+    """Train and write the output folder; returns its path. A `RefusedValue` (before any work) names
+    a value Trainer refuses."""
+    plan = make_plan(options, recipe)
     output_dir = Path(options.output_dir)
     if options.push_to_hub:
         check_can_push()
     checkpoint = None
-    profile = make_profile(recipe, fast=options.fast)
     if options.resume:  # checked before any data is read: a wrong checkpoint fails fast
-        checkpoint = resume_checkpoint(output_dir, run_identity(options, recipe, profile))
+        checkpoint = resume_checkpoint(output_dir, plan.identity)
     elif checkpoints_in(output_dir):
         raise FinetuneError(f"{output_dir} holds checkpoints of an interrupted run: pass --resume to continue it, "
                             "or delete them (or choose another --output-dir) to start again")
     main_process = os.environ.get("RANK", "0") == "0"  # set by accelerate launch and torchrun; absent: one process
     if main_process:
-        print(describe_recipe(options, recipe, profile), flush=True)
-    prepared = prepare(options, recipe, callbacks=callbacks)
+        print(describe_recipe(plan), flush=True)
+    prepared = prepare(plan, callbacks=callbacks)
     trainer = prepared.trainer
     if main_process:
         print(describe_data(prepared, checkpoint), flush=True)
@@ -455,11 +353,12 @@ def run(options: RunOptions, recipe: Recipe, *, callbacks=()) -> Path:
     return output_dir
 
 
-def describe_recipe(options: RunOptions, recipe: Recipe, profile: Profile) -> str:
+def describe_recipe(plan: Plan) -> str:
+    options, profile = plan.options, plan.profile
     return "\n".join([
         f"fine-tuning {options.family} from {options.base_model} -> {options.output_dir}",
         "recipe (effective):",
-        recipe.describe(),
+        plan.recipe.describe(),
         f"profile: {profile.name}: {profile.precision}, batch {profile.per_device_train_batch_size} x accumulation "
         f"{profile.gradient_accumulation_steps} per device, eval batch {profile.per_device_eval_batch_size}, "
         f"optimizer {profile.optim}, {profile.loader_workers} loader workers, tensors cached: {profile.cache_tensors}, "
@@ -497,11 +396,8 @@ def check_can_push() -> None:
 
 
 def push(output_dir: Path, repo_id: str) -> None:
-    from huggingface_hub import create_repo, upload_folder
-
     try:
-        create_repo(repo_id, exist_ok=True)
-        upload_folder(repo_id=repo_id, folder_path=str(output_dir), commit_message="fine-tuned with python -m finetune")
+        push_folder(output_dir, repo_id, message="fine-tuned with python -m finetune")
     except Exception as error:  # no token, no network, no rights: the local result stands either way
         raise FinetuneError(f"the model is saved in {output_dir} but pushing it to {repo_id} failed ({error}); "
                             "log in with `hf auth login` and retry with huggingface_hub's upload_folder") from None

@@ -19,11 +19,12 @@ from cxrcap.__main__ import main
 from cxrcap.app.comparison import Comparison
 from cxrcap.app.example_cache import ExampleCache, caption_examples, image_digest
 from cxrcap.app.heatmap_view import HeatmapView
-from cxrcap.captioner import Captioner, DecodeSettings, pick_dtype, stream_captions
+from cxrcap.captioner import Captioner, DecodeSettings, pick_dtype
 from cxrcap.extra import ExtraCaptioner
 from cxrcap.images import load_image
 from cxrcap.lineup import build_captioners
 from cxrcap.report import EvaluationSet, Row, finding_word_overlays, generate_predictions
+from cxrcap.scheduler import stream_captions
 from cxrcap.variants import VARIANT_IDS
 
 DTYPES = ["bfloat16", "float16"]

@@ -8,7 +8,7 @@ import time
 import pytest
 from playwright.sync_api import expect
 
-from cxrcap import captioner as captioner_module
+from cxrcap import checkpoints
 from cxrcap.app.cards import render_cards
 from cxrcap.app.service import CaptionService
 from cxrcap.images import load_image
@@ -50,7 +50,7 @@ def test_while_the_fifth_loads_its_card_says_so_and_the_four_answer(tiny_sources
     for captioner in service.captioners.values():
         if captioner.variant.id != "extra":
             captioner.load()
-    with captioner_module._LOADING:  # the fifth's load cannot finish meanwhile: a long load
+    with checkpoints._LOADING:  # the fifth's load cannot finish meanwhile: a long load
         service.start()
         comparison = list(service.compare(xray, "", 1, 6))[-1][0]
     assert all(comparison.outcomes[vid].result.caption for vid in VARIANT_IDS)

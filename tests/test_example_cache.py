@@ -1,15 +1,12 @@
-"""The example cache: keyed by pixels, weights and settings, never stale; background work yields to people."""
+"""The example cache: keyed by pixels, weights and settings, never stale (background work yields to people: test_scheduler.py)."""
 
 import os
 import shutil
-import threading
 
 import pytest
-from PIL import Image
 
-from cxrcap import captioner as captioner_module
 from cxrcap.app.example_cache import ExampleCache, caption_examples, image_digest
-from cxrcap.captioner import Captioner, DecodeSettings, stream_captions
+from cxrcap.captioner import Captioner, DecodeSettings
 from cxrcap.images import load_image
 from cxrcap.variants import VARIANT_IDS
 
@@ -88,50 +85,6 @@ def test_rows_on_disk_answer_after_a_restart_and_failures_are_not_kept(captioner
     assert set(rows) == set(VARIANT_IDS) - {"git-base-ft"}
     assert rows == {vid: row for vid, row in first.lookup(image_digest(xray), captioners, SETTINGS).items() if vid in rows}
     assert restarted.lookup(image_digest(xray), {"git-base-ft": unavailable}, SETTINGS) == {}
-
-
-def test_a_request_during_background_captioning_goes_before_every_waiting_background_job(
-    captioners, cxr_examples_dir, monkeypatch
-):
-    """With two workers busy on background captions, a person's four captions start as soon as
-    the running ones end: no background caption starts in between (each waits at most one
-    variant's caption time)."""
-    monkeypatch.setenv("CXRCAP_WORKERS", "2")
-    workers = captioner_module._caption_workers(2)
-    events, lock, started = [], threading.Lock(), threading.Event()
-    person = Image.new("RGB", (300, 300), "white")
-
-    def log(what):
-        with lock:
-            events.append(what)
-
-    real_submit = workers.submit
-
-    def submit(function, *args, background=False):
-        kind = "background" if background else "person"
-
-        def job(*job_args):  # what a worker runs as it takes the job from the queue
-            log("start " + kind)
-            started.set()
-            return function(*job_args)
-
-        future = real_submit(job, *args, background=background)
-        log("queued " + kind)
-        return future
-
-    monkeypatch.setattr(workers, "submit", submit)
-    images = {str(i): load_image(p) for i, p in enumerate(sorted((cxr_examples_dir / "images").glob("*.jpg"))[:3])}
-    background = threading.Thread(target=caption_examples, args=(ExampleCache(), images, captioners, SETTINGS))
-    background.start()
-    assert started.wait(60)
-    results = list(stream_captions(captioners, person, SETTINGS, workers=2))
-    background.join(120)
-
-    assert sorted(r.variant_id for r in results) == sorted(VARIANT_IDS) and all(r.caption is not None for r in results)
-    last_queued = max(i for i, e in enumerate(events) if e == "queued person")
-    last_person_start = max(i for i, e in enumerate(events) if e == "start person")
-    assert "start background" not in events[last_queued:last_person_start], events
-    assert events.count("start background") == 3 * len(VARIANT_IDS)  # the background work still finished
 
 
 def service_with_examples(example_files, tmp_path, **kwargs):

@@ -16,10 +16,11 @@ import torch
 from PIL import Image
 from transformers import BertConfig, BertModel
 
-from cxrcap import captioner as captioner_module
-from cxrcap.captioner import DecodeSettings, VariantUnavailable, cap_caption, stream_captions
+from cxrcap import checkpoints
+from cxrcap.captioner import DecodeSettings, VariantUnavailable, cap_caption
 from cxrcap.extra import DEFAULT_PROMPT, TASK_PROMPTS, ExtraCaptioner, WeightsSize, check_fits, weights_size
 from cxrcap.lineup import build_captioners
+from cxrcap.scheduler import stream_captions
 from cxrcap.tiny_vlm import ARCHITECTURES, tiny_vlm_source
 from cxrcap.variants import VARIANT_IDS
 from processes import REPO, run_python
@@ -154,7 +155,7 @@ def test_the_study_four_never_wait_for_the_extra_slot_loading(tiny_sources, xray
 
     alone = four_seconds(study)
     # The extra slot's load cannot finish while the loading lock is held: a load that takes long.
-    with captioner_module._LOADING:
+    with checkpoints._LOADING:
         loader = captioners["extra"].load_in_background()
         while_loading = four_seconds(captioners)
         (result,) = [r for r in stream_captions(captioners, xray, settings) if r.variant_id == "extra"]
@@ -164,37 +165,6 @@ def test_the_study_four_never_wait_for_the_extra_slot_loading(tiny_sources, xray
     assert while_loading < alone * 1.5 + 0.5, (alone, while_loading)
     results = {r.variant_id: r for r in stream_captions(captioners, xray, settings)}
     assert len(results) == 5 and results["extra"].caption
-
-
-def test_the_fifth_answers_on_its_own_low_priority_lane_so_the_four_never_wait_for_it(tiny_sources, xray):
-    captioners = build_captioners(list(VARIANT_IDS), tiny_random=True, extra_model="tiny")
-    extra = captioners["extra"]
-    extra.load()
-    threads, release = {}, threading.Event()
-    real_generate = extra.generate_ids
-
-    def slow_generate(*args, **kwargs):  # a large model's answer: it takes as long as the test says
-        threads["extra"] = threading.current_thread().name
-        release.wait(timeout=60)
-        return real_generate(*args, **kwargs)
-
-    extra.generate_ids = slow_generate
-    settings = DecodeSettings(max_new_tokens=4)
-    try:
-        # Two requests in a row, each leaving its fifth answer running: on the study's two workers
-        # those answers would hold both, and a third request's four would wait for them.
-        for _ in range(2):
-            four = []
-            for result in stream_captions(captioners, xray, settings):
-                four.append(result)
-                if len(four) == len(VARIANT_IDS):
-                    break
-            assert {r.variant_id for r in four} == set(VARIANT_IDS) and all(r.caption for r in four)
-        assert threads["extra"].startswith("cxrcap-low-priority")
-    finally:
-        release.set()
-    (answer,) = [r for r in stream_captions({"extra": extra}, xray, settings)]
-    assert answer.caption
 
 
 def _error(source: str, **kwargs) -> str:
@@ -243,18 +213,6 @@ def test_a_broken_folder_is_named_by_its_file_with_the_fix_and_no_server_path(ed
     message = _error(str(folder))
     assert f"'my-vlm' {says}" in message and fix in message, message
     assert str(tmp_path) not in message and not ABSOLUTE_PATH.search(message), message
-
-
-def test_a_librarys_error_text_names_files_not_folders_and_is_cut_at_a_word():
-    from cxrcap.extra import _library_text
-
-    said = "Make sure the folder holds a preprocessor_config.json file. " * 10
-    shown = _library_text(OSError(f"Can't load image processor for '/srv/models/my-vlm'. {said}"))
-    full = f"Can't load image processor for 'my-vlm'. {said}"
-    assert shown.endswith(" …") and len(shown) < len(full)
-    cut = shown.removesuffix(" …")
-    assert full.startswith(cut) and full[len(cut)] == " "  # at a word's end
-    assert _library_text(OSError("see https://huggingface.co/models")) == "see https://huggingface.co/models"
 
 
 def test_remote_code_is_refused_by_default_with_the_owners_switch_named(tmp_path):

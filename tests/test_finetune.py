@@ -26,7 +26,8 @@ from finetune.__main__ import main, parse
 from finetune.collate import IGNORE_INDEX, CaptionCollator, cache_tensors
 from finetune.loss import caption_loss_function, label_smoothing
 from finetune.recipe import Recipe, make_profile, training_arguments
-from finetune.train import decoder_start_token_id, in_app_precision, run, run_identity
+from finetune.plan import run_identity
+from finetune.train import decoder_start_token_id, in_app_precision, run
 
 EPOCHS = 3
 PROFILES = {"naive": (), "fast": ("--fast",)}

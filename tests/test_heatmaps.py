@@ -7,7 +7,7 @@ import torch
 from PIL import Image, ImageDraw
 from transformers import CLIPImageProcessor
 
-from cxrcap.captioner import Captioner, DecodeSettings, stream_captions
+from cxrcap.captioner import Captioner, DecodeSettings
 from cxrcap.extra import ExtraCaptioner
 from cxrcap import heatmaps
 from cxrcap.heatmaps import (
@@ -21,6 +21,7 @@ from cxrcap.heatmaps import (
     input_geometry,
 )
 from cxrcap.images import load_image
+from cxrcap.scheduler import stream_captions
 
 FAMILIES = ["git-base", "blip-base"]
 CAPTION = "left pleural effusion with cardiomegaly"

@@ -8,7 +8,8 @@ from cxrcap.app.comparison import Comparison
 from cxrcap.app.review_form import Answer, ReviewDesk
 from cxrcap.app.service import CaptionService, UserError
 from cxrcap.captioner import CaptionResult, DecodeSettings
-from cxrcap.reviews import MAX_COMMENT_CHARS, ReviewStore, file_sha256
+from cxrcap.files import file_sha256
+from cxrcap.reviews import MAX_COMMENT_CHARS, ReviewStore
 
 TRUTH = "Left pleural effusion and cardiomegaly."
 

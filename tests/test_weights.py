@@ -12,8 +12,9 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from cxrcap.app.service import CaptionService
-from cxrcap.captioner import MODEL_CLASSES, Captioner, DecodeSettings, VariantUnavailable, stream_captions
+from cxrcap.captioner import MODEL_CLASSES, Captioner, DecodeSettings, VariantUnavailable
 from cxrcap.images import load_image
+from cxrcap.scheduler import stream_captions
 from cxrcap.variants import VARIANTS
 from cxrcap.weights import BrokenCheckpoint, load_weights, weights_left_random
 

@@ -20,8 +20,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Container, Iterator, Mapping, Sequence
@@ -31,7 +29,9 @@ from pathlib import Path
 from PIL import Image
 
 from ..cache import cache_root
-from ..captioner import CaptionResult, Captioner, DecodeSettings, VariantUnavailable, stream_captions
+from ..captioner import CaptionResult, Captioner, DecodeSettings, VariantUnavailable
+from ..files import write_atomically
+from ..scheduler import stream_captions
 
 log = logging.getLogger(__name__)
 FORMAT = 1  # bump when a row's meaning changes: older rows are then never read
@@ -93,11 +93,8 @@ class ExampleCache:
 
     def _write(self, key: str, result: CaptionResult) -> None:
         try:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            with tempfile.NamedTemporaryFile("w", dir=self.folder, suffix=".tmp", delete=False, encoding="utf-8") as file:
-                json.dump(asdict(result), file)
-            os.chmod(file.name, 0o644)
-            os.replace(file.name, self.folder / f"{key}.json")  # readers see the whole row or none
+            # readers see the whole row or none; readable by all users of a shared cache
+            write_atomically(self.folder / f"{key}.json", json.dumps(asdict(result)), permissions=0o644)
         except OSError as error:  # a read-only or full disk costs the restart its head start, nothing else
             log.warning("example caption not written to disk: %s", error)
 

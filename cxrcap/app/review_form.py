@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import tempfile
 import threading
 import uuid
 from collections.abc import Callable, Iterable
@@ -23,8 +22,9 @@ import gradio as gr
 from PIL import Image
 
 from ..captioner import Captioner, env_flag
+from ..files import file_sha256, write_atomically
 from ..review_summary import summarise, summary_markdown
-from ..reviews import (MAX_COMMENT_CHARS, RATING_LABELS, RATINGS, ReviewError, ReviewStore, file_sha256,
+from ..reviews import (MAX_COMMENT_CHARS, RATING_LABELS, RATINGS, ReviewError, ReviewStore,
                        make_review, to_csv)  # fmt: skip
 from ..variants import VARIANTS
 from . import scratch
@@ -203,11 +203,7 @@ class ReviewDesk:
     def export_csv(self) -> str:
         """All reviews as a CSV file, written afresh (a download in flight never reads a half-written file)."""
         path = self.exports / "cxrcap-reviews.csv"
-        self.exports.mkdir(parents=True, exist_ok=True)  # the scratch sweep may have removed it meanwhile
-        with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=self.exports, suffix=".partial",
-                                         delete=False) as staging:  # fmt: skip
-            staging.write(to_csv(self.store.rows()))
-        Path(staging.name).replace(path)
+        write_atomically(path, to_csv(self.store.rows()))  # its folder made again: the scratch sweep may have removed it
         return str(path)
 
 

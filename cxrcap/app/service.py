@@ -17,15 +17,13 @@ from pathlib import Path
 from PIL import Image
 
 from .. import metrics
-from ..captioner import (
-    Captioner, DecodeSettings, VariantUnavailable, env_flag, pick_device,
-    stream_captions, warm_up,
-)
+from ..captioner import Captioner, DecodeSettings, VariantUnavailable, env_flag, pick_device
 from . import scratch, zerogpu
 from .example_cache import ExampleCache, caption_examples, cached_then_live, image_digest
 from .comparison import Comparison, clean_ground_truth
 from ..images import ImageError, load_image
 from ..lineup import build_captioners
+from ..scheduler import stream_captions, warm_up
 from ..wordnet import WordNetMissingError
 
 log = logging.getLogger(__name__)

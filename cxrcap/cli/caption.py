@@ -7,9 +7,10 @@ import json
 from pathlib import Path
 
 from .. import heatmaps
-from ..captioner import UNTRAINED_NOTE, CaptionResult, DecodeSettings, dtype_name, stream_captions
+from ..captioner import UNTRAINED_NOTE, CaptionResult, DecodeSettings, dtype_name
 from ..images import ImageError, load_image
 from ..lineup import build_captioners
+from ..scheduler import stream_captions
 from ..variants import parse_variant_ids
 from .options import add_decode_arguments
 

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import argparse
 import csv
-import os
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import datasets
 
+from ..files import atomic_file
 from ..sources import (
     DataError,
     SplitData,
@@ -90,26 +89,19 @@ def _write_csv_atomically(path: Path, splits: Sequence[SplitData]) -> int:
     """Write the kept rows to `path` through a temporary file, so a failure leaves nothing half-written."""
     if not path.parent.is_dir():
         raise DataError(f"{path}: its folder {path.parent} does not exist")
-    handle = tempfile.NamedTemporaryFile("w", newline="", encoding="utf-8", dir=path.parent,
-                                         prefix=f".{path.name}.", suffix=".tmp", delete=False)
     count = 0
-    try:
-        with handle:
-            writer = csv.writer(handle)
-            writer.writerow(["id", "split", "caption", "license", "credit", "image"])
-            for split in splits:
-                files = split.dataset.cast_column("image", datasets.Image(decode=False))
-                for row in files:
-                    writer.writerow([row["id"], split.name, row["caption"], row["license"], row["credit"],
-                                     row["image"]["path"] or "(embedded in the dataset)"])
-                    count += 1
-                for row in split.missing_rows:
-                    writer.writerow([row["id"], split.name, row["caption"], row["license"], row["credit"], ""])
-                    count += 1
-        os.replace(handle.name, path)
-    except BaseException:
-        os.unlink(handle.name)
-        raise
+    with atomic_file(path, newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["id", "split", "caption", "license", "credit", "image"])
+        for split in splits:
+            files = split.dataset.cast_column("image", datasets.Image(decode=False))
+            for row in files:
+                writer.writerow([row["id"], split.name, row["caption"], row["license"], row["credit"],
+                                 row["image"]["path"] or "(embedded in the dataset)"])
+                count += 1
+            for row in split.missing_rows:
+                writer.writerow([row["id"], split.name, row["caption"], row["license"], row["credit"], ""])
+                count += 1
     return count
 
 

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from .. import sources
+from ..runs import differences
 from ..reproduce import (
     FAMILIES,
     OPTIONS_FILE,
@@ -86,10 +87,9 @@ def _check_options(args: argparse.Namespace) -> None:
     path = args.out / OPTIONS_FILE
     if path.is_file():
         saved = json.loads(path.read_text(encoding="utf-8"))
-        differences = [f"{key} was {saved.get(key)!r}, now {value!r}" for key, value in options.items()
-                       if saved.get(key) != value]
-        if differences:
-            raise ReproduceError(f"{args.out} holds a run with other options ({'; '.join(differences)}): "
+        changed = differences(saved, options)
+        if changed:
+            raise ReproduceError(f"{args.out} holds a run with other options ({'; '.join(changed)}): "
                                  "rerun with the same options to continue it, or choose another --out")
     args.out.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(options, indent=2) + "\n", encoding="utf-8")

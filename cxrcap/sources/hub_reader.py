@@ -52,6 +52,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..cache import cache_root
+from ..errors import first_line
+from ..files import write_atomically
 
 IMAGE_COLUMN = "image"
 # Chooses rows from a table of rows' text (all columns but the image) whose first row is row
@@ -181,7 +183,7 @@ def _resolve_shards(source: str) -> dict[str, list[str]]:
     try:
         builder = datasets.load_dataset_builder(source)
     except Exception as error:  # offline, unknown id, no data files: one message for the user
-        raise HubError(f"{source}: cannot resolve its data files ({_first_line(error)})") from None
+        raise HubError(f"{source}: cannot resolve its data files ({first_line(error)})") from None
     shards = {str(split): sorted(str(path) for path in paths) for split, paths in (builder.config.data_files or {}).items()}
     if not shards:
         raise HubError(f"{source}: no data files found")
@@ -197,7 +199,7 @@ def _batches(stream, where: str):
         except StopIteration:
             return
         except Exception as error:  # a file `datasets` cannot parse, a network failure mid-way
-            raise HubError(f"{where}: streaming failed ({_first_line(error)})") from None
+            raise HubError(f"{where}: streaming failed ({first_line(error)})") from None
         yield batch
 
 
@@ -208,10 +210,6 @@ def _size(url: str) -> int:
 
     filesystem, path = fsspec.core.url_to_fs(url)
     return filesystem.size(path)
-
-
-def _first_line(error: Exception) -> str:
-    return (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
 
 
 class HubReader:
@@ -237,7 +235,7 @@ class HubReader:
             self.shards = _resolve_shards(self.source)
         if not manifest.is_file():
             written = {"source": self.source, "shards": self.shards, **described}
-            _write_atomically(manifest, json.dumps(written, indent=2).encode())
+            write_atomically(manifest, json.dumps(written, indent=2).encode(), permissions=0o644)
 
     @property
     def splits(self) -> list[str]:
@@ -267,13 +265,6 @@ def _clear(folder: Path) -> None:
     import shutil
 
     shutil.rmtree(folder, ignore_errors=True)
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    staging.write_bytes(data)
-    os.replace(staging, path)
 
 
 def _is_media(kind: pa.DataType) -> bool:
@@ -338,7 +329,7 @@ class HubSplit:
     def _keep_text(self, table: pa.Table) -> None:
         buffer = pa.BufferOutputStream()
         pq.write_table(table, buffer, compression="zstd")
-        _write_atomically(self._text_file, buffer.getvalue().to_pybytes())
+        write_atomically(self._text_file, buffer.getvalue().to_pybytes(), permissions=0o644)
 
     def _cached(self) -> dict[int, Path | None]:
         """Row -> its cached image file, or None for a row known to have no image (a `.none` marker)."""
@@ -387,7 +378,7 @@ class HubSplit:
         try:
             stream = datasets.load_dataset(self.reader.source, split=self.name, streaming=True)
         except Exception as error:  # offline, or files `datasets` cannot read: one message for the user
-            raise HubError(f"{where}: cannot stream it ({_first_line(error)})") from None
+            raise HubError(f"{where}: cannot stream it ({first_line(error)})") from None
         features = stream.features or datasets.Features()
         if column is not None and column not in features:
             raise HubError(f"{where}: no {column!r} column (its columns: {', '.join(features) or 'unknown'})")
@@ -422,18 +413,18 @@ class HubSplit:
                 data = file.read()
         except OSError as error:
             raise HubError(f"{self.reader.source} ({self.name}): cannot read the image {Path(image['path']).name} "
-                           f"({_first_line(error)})") from None
+                           f"({first_line(error)})") from None
         self.reads.add(image["path"], 0, len(data))
         return {"bytes": data, "path": image["path"]}
 
     def _store(self, row: int, image: dict | bytes | None) -> Path | None:
         data = image.get("bytes") if isinstance(image, dict) else image
         if not data:  # no image in the source (a path-only value cannot be fetched from elsewhere)
-            _write_atomically(self._image_folder / f"{row:07d}.none", b"")
+            write_atomically(self._image_folder / f"{row:07d}.none", b"", permissions=0o644)
             return None
         stored_path = image.get("path") if isinstance(image, dict) else None
         path = self._image_folder / f"{row:07d}{_image_suffix(stored_path, data)}"
-        _write_atomically(path, data)
+        write_atomically(path, data, permissions=0o644)
         return path
 
     def stored_bytes(self) -> int:
