@@ -57,12 +57,16 @@ from .cache import building, cache_root
 from .clinical import import_radeval
 from .tiny import TINY_LAYERS, VOCAB_FILE
 
-FORMAT_VERSION = "3"  # bump when anything written below changes, so caches rebuild
+FORMAT_VERSION = "4"  # bump when anything written below changes, so caches rebuild
 RRG_SCORERS = "StanfordAIMI/RRG_scorers"
 RADGRAPH_RELEASE = "0.1.18"  # the cache folder RadEval's vendored RadGraph reads (its _UPSTREAM_RADGRAPH_VERSION)
 RADGRAPH_ENTITIES = ("ANAT-DP", "OBS-DP", "OBS-U", "OBS-DA")
 RADGRAPH_RELATIONS = ("modify", "located_at", "suggestive_of")
 RATE_ENTITIES = ("ABNORMALITY", "NON-ABNORMALITY", "DISEASE", "NON-DISEASE", "ANATOMY")
+# DeBERTa-v3-base's shape (the RaTE NER model's, we take it; DebertaV2Config's defaults are v2-xlarge's).
+DEBERTA_V3_BASE = dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072,
+                       relative_attention=True, position_buckets=256, max_relative_positions=-1,
+                       pos_att_type=["p2c", "c2p"], norm_rel_ebd="layer_norm", position_biased_input=False)
 MAX_LENGTH = 512  # every real tokenizer here says so; the libraries truncate to it
 CHEXBERT_FOUR_WAY_HEADS = 13  # 13 conditions (blank/positive/negative/uncertain) + No Finding (two-way)
 
@@ -147,7 +151,7 @@ def _rate_ner(words: list[str], base_size: bool):
     labels = ["O"] + [f"{prefix}-{entity}" for entity in RATE_ENTITIES for prefix in ("B", "I")]
     config = DebertaV2Config(
         vocab_size=len(tokenizer), id2label=dict(enumerate(labels)), label2id={l: i for i, l in enumerate(labels)},
-        **_layers(base_size),
+        **(DEBERTA_V3_BASE if base_size else DEBERTA_V3_BASE | TINY_LAYERS),
     )
     return tokenizer, DebertaV2ForTokenClassification(config)
 
