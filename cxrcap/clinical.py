@@ -355,9 +355,24 @@ def _radcliq(runs: _Runs) -> list[float]:
 
 
 def _ratescore(runs: _Runs) -> list[float]:
+    """RaTEScore per pair. RaTEScore lines up the texts' entities by the position of their
+    sentences in one list of all sentences (medspacy's, those of 3 characters or more), so a text
+    without such a sentence (an empty caption) would shift every later pair and drop the last.
+    Such a pair has no entities on that side, which RaTEScore scores 0.5: it gets 0.5, and only
+    the other pairs go to RaTEScore."""
     RaTEScore = _library("radeval.metrics.RaTEScore.scorer").RaTEScore
-    scores, _, _ = RaTEScore().compute_score(candidate_list=runs.predictions, reference_list=runs.references)
-    return [float(value) for value in scores]
+    sentence_split = _library("radeval.metrics.RaTEScore.utils").sentence_split
+    pairs = list(zip(runs.predictions, runs.references))
+    scored = [index for index, pair in enumerate(pairs) if all(sentence_split([text])[0] for text in pair)]
+    scores = [0.5] * len(pairs)
+    if scored:
+        values, _, _ = RaTEScore().compute_score(candidate_list=[pairs[i][0] for i in scored],
+                                                 reference_list=[pairs[i][1] for i in scored])
+        if len(values) != len(scored):
+            raise RuntimeError(f"RaTEScore scored {len(values)} of {len(scored)} pairs")
+        for index, value in zip(scored, values):
+            scores[index] = float(value)
+    return scores
 
 
 def _green(runs: _Runs) -> list[float]:

@@ -114,6 +114,9 @@ print("RESULTS " + json.dumps({key: dict(value=r.value, per_sample=r.per_sample,
       unavailable=r.unavailable, direction=r.metric.direction, models=[m.hub_id for m in r.metric.models],
       resampled=None if r.unavailable else r.resample([0, 2, 2, 5]))
       for key, r in results.items()}))
+# A caption can be empty: the third here.
+empty = clinical.score(hyps[:2] + [""] + hyps[3:], refs, ["ratescore"])["ratescore"]
+print("EMPTY " + json.dumps(empty.per_sample))
 """
 
 
@@ -130,14 +133,15 @@ def tiny_results(tiny_env):
     """Every clinical metric on the six pairs, in a fresh process that sees only the random copies."""
     done = run_python("-c", SCORE_SCRIPT, json.dumps([HYPS, REFS]), timeout=300, **tiny_env)
     assert done.returncode == 0, done.stderr[-3000:]
-    line = next(line for line in done.stdout.splitlines() if line.startswith("RESULTS "))
-    return json.loads(line.removeprefix("RESULTS "))
+    lines = {line.split(" ", 1)[0]: json.loads(line.split(" ", 1)[1]) for line in done.stdout.splitlines()
+             if line.startswith(("RESULTS ", "EMPTY "))}
+    return dict(lines["RESULTS"], empty_ratescore=lines["EMPTY"])
 
 
 def test_every_cpu_metric_runs_the_real_libraries_offline(tiny_results):
-    assert set(tiny_results) == set(clinical.CLINICAL_KEYS)
+    assert set(tiny_results) == set(clinical.CLINICAL_KEYS) | {"empty_ratescore"}
     for key, result in tiny_results.items():
-        if key == "green":
+        if key in ("green", "empty_ratescore"):
             continue
         assert result["unavailable"] is None, key
         assert math.isfinite(result["value"]), key
@@ -162,6 +166,15 @@ def test_scores_of_identical_texts_are_what_the_definitions_guarantee(tiny_resul
         assert tiny_results[key]["per_sample"][:2] == pytest.approx([1.0, 1.0], abs=1e-5), key
     radcliq = tiny_results["radcliq_v1"]["per_sample"]
     assert tiny_results["radcliq_v1_inv"]["value"] == pytest.approx(1 / (sum(radcliq) / len(radcliq)))
+
+
+def test_an_empty_caption_gets_ratescores_no_entity_score_and_shifts_no_other_pair(tiny_results):
+    # RaTEScore lines up the texts' sentences by position: a text without one moved every later
+    # pair's score up by one place and dropped the last.
+    empty = tiny_results["empty_ratescore"]
+    assert len(empty) == len(REFS)
+    assert empty[2] == 0.5  # RaTEScore's score when one side has no entities
+    assert empty[3:] == pytest.approx(tiny_results["ratescore"]["per_sample"][3:])
 
 
 def test_the_radgraph_archives_came_from_the_cache_the_library_downloads_into(tiny_results, tiny_env):
