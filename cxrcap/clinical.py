@@ -71,12 +71,13 @@ DISTILROBERTA = Model("distilroberta-base", "Apache-2.0", "82M parameters (RoBER
 BERT_BASE = Model("bert-base-uncased", "Apache-2.0", "tokenizer and configuration only")
 CHEXBERT = Model("StanfordAIMI/RRG_scorers chexbert.pth", "see the model card (not readable offline)",
                  "110M parameters (BERT-base, 14 heads)")
+# A RadGraph archive holds a DyGIE model; the encoder it names is fetched from the hub too.
 RADGRAPH_V1 = Model("StanfordAIMI/RRG_scorers radgraph.tar.gz", "see the model card (not readable offline)",
-                    "DyGIE over a BERT-base-size encoder")
+                    "DyGIE over the BERT encoder its configuration names")
 RADGRAPH_XL = Model("StanfordAIMI/RRG_scorers radgraph-xl.tar.gz", "see the model card (not readable offline)",
-                    "DyGIE over a BERT-base-size encoder")
+                    "DyGIE over the BERT encoder its configuration names")
 RATE_NER = Model("Angelakeke/RaTE-NER-Deberta", "see the model card (not readable offline)",
-                 "DeBERTa-v2 token classifier")
+                 "DeBERTa token classifier (entity tagger)")
 BIOLORD = Model("FremyCompany/BioLORD-2023-C", "see the model card (not readable offline)",
                 "110M parameters (MPNet-base)")
 GREEN_MODEL = Model("StanfordAIMI/GREEN-radllama2-7b", "see the model card (not readable offline)",
@@ -165,8 +166,7 @@ METRICS = {
                  per_pair=_none) for n in (1, 2, 3, 4)],
         Metric("bertscore", "BERTScore (distilroberta-base, rescaled)", HIGHER, (DISTILROBERTA,), "bertscore", _mean),
         Metric("semb_score", "SembScore (CheXbert cosine)", HIGHER, (BERT_BASE, CHEXBERT), "semb_score", _mean),
-        Metric("radgraph", "RadGraph F1 (ReXrank: entities and relations)", HIGHER, (RADGRAPH_V1, BERT_BASE),
-               "radgraph", _mean),
+        Metric("radgraph", "RadGraph F1 (ReXrank: entities and relations)", HIGHER, (RADGRAPH_V1,), "radgraph", _mean),
         Metric("radgraph_partial", "RadGraph F1 partial (RadEval, RadGraph-XL)", HIGHER, (RADGRAPH_XL,),
                "radgraph_partial", _mean),
         Metric("radcliq_v1", "RadCliQ-v1", LOWER, (DISTILROBERTA, BERT_BASE, CHEXBERT, RADGRAPH_V1),
