@@ -41,10 +41,10 @@ from pathlib import Path
 import datasets
 
 from . import sources
-from .cli.data import split_report
 from .errors import first_line
 from .files import file_sha256
 from .runs import push_folder
+from .sources.summary import split_report
 from .variants import VARIANTS, get_variant
 
 REPO_ROOT = Path(__file__).resolve().parents[1]  # where `python -m finetune` is found

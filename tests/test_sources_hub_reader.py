@@ -15,7 +15,7 @@ import pytest
 
 from cxrcap import sources
 from cxrcap.chest_filter import is_chest_xray, is_chest_xray_by_concepts
-from cxrcap.cli.data import split_report
+from cxrcap.sources.summary import split_report
 from cxrcap.sources import hub_reader
 from hub_mirrors import KEPT, MirrorRow, choose, roco_rows, write_mirror, write_streamed_mirror
 
