@@ -5,6 +5,7 @@ import argparse
 import csv
 
 from cxrcap.__main__ import main
+from cxrcap import files
 from cxrcap.cli import data
 
 
@@ -37,7 +38,7 @@ def test_cli_absent_split_and_failed_write_leave_nothing_half_written(roco_dir, 
 
     def fail(*args):
         raise OSError("disk full")
-    monkeypatch.setattr(data.os, "replace", fail)
+    monkeypatch.setattr(files.os, "replace", fail)  # the atomic write (cxrcap.files)
     assert cli(["--roco", str(roco_dir), "--split", "test", "--out", str(out)]) == 1
     assert "disk full" in capsys.readouterr().err
     assert out.read_text() == "previous\n" and [path.name for path in tmp_path.iterdir()] == ["kept.csv"]
