@@ -99,21 +99,26 @@ def test_a_request_during_background_captioning_goes_before_every_waiting_backgr
         with lock:
             events.append(what)
 
-    real_submit = workers.submit
+    # Logged inside the queue's own put and get, which run under its lock: the log is the order in
+    # which jobs entered the queue and left it for a worker, with no thread switch in between.
+    jobs = workers._jobs
+    real_put, real_get = jobs._put, jobs._get
 
-    def submit(function, *args, background=False):
-        kind = "background" if background else "person"
+    def kind(item):
+        return "background" if item[0] == workers._BACKGROUND else "person"
 
-        def job(*job_args):  # what a worker runs as it takes the job from the queue
-            log("start " + kind)
-            started.set()
-            return function(*job_args)
+    def put(item):
+        real_put(item)
+        log("queued " + kind(item))
 
-        future = real_submit(job, *args, background=background)
-        log("queued " + kind)
-        return future
+    def get():
+        item = real_get()
+        log("start " + kind(item))
+        started.set()
+        return item
 
-    monkeypatch.setattr(workers, "submit", submit)
+    monkeypatch.setattr(jobs, "_put", put)
+    monkeypatch.setattr(jobs, "_get", get)
     images = {str(i): load_image(p) for i, p in enumerate(sorted((cxr_examples_dir / "images").glob("*.jpg"))[:3])}
     background = threading.Thread(target=caption_examples, args=(ExampleCache(), images, captioners, SETTINGS))
     background.start()
