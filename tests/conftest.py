@@ -47,6 +47,15 @@ def tiny_sources(isolated_cache) -> dict[str, str]:
     return build()
 
 
+@pytest.fixture(scope="module")
+def captioners(tiny_sources):
+    """The four tiny variants in fp32 (int8 off whatever the environment says); a module may define its own."""
+    from cxrcap.captioner import Captioner
+    from cxrcap.variants import VARIANT_IDS
+
+    return {vid: Captioner(vid, tiny_sources[vid], untrained=True, quantize_int8=False) for vid in VARIANT_IDS}
+
+
 @pytest.fixture(scope="session")
 def reviews_db(tmp_path_factory) -> Path:
     """The reviews database of the app that `app_url` runs (never the repository's data/)."""

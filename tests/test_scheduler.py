@@ -19,11 +19,6 @@ SETTINGS = DecodeSettings(max_new_tokens=5)
 
 
 @pytest.fixture(scope="module")
-def captioners(tiny_sources) -> dict[str, Captioner]:
-    return {vid: Captioner(vid, tiny_sources[vid], untrained=True, quantize_int8=False) for vid in VARIANT_IDS}
-
-
-@pytest.fixture(scope="module")
 def xrays(cxr_examples_dir):
     return [load_image(path) for path in sorted((cxr_examples_dir / "images").glob("*.jpg"))[:3]]
 
